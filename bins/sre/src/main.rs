@@ -1,0 +1,36 @@
+//! `sre`: the umbrella CLI. Wiring only: parse arguments, call into the libraries, map
+//! errors to exit codes (64 usage/config, 65 bad data, 69 unavailable, 75 retry later).
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// Day-2 operations for a multi-region Kubernetes platform.
+#[derive(Debug, Parser)]
+#[command(name = "sre", version, about, long_about = None)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the state of each capability in this build (which are working, which planned).
+    Doctor,
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let code = if e.use_stderr() { 64 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    match cli.command {
+        Command::Doctor => {
+            println!("failover      {}", sre_failover::STATUS);
+            ExitCode::SUCCESS
+        }
+    }
+}
