@@ -1,6 +1,8 @@
 //! `sre`: the umbrella CLI. Wiring only: parse arguments, call into the libraries, map
 //! errors to exit codes (64 usage/config, 65 bad data, 69 unavailable, 75 retry later).
 
+mod drill;
+
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
@@ -16,6 +18,8 @@ struct Cli {
 enum Command {
     /// Print the state of each capability in this build (which are working, which planned).
     Doctor,
+    /// Failover game day on the simulator: scenarios, timelines and a verdict.
+    Drill(drill::DrillArgs),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +32,7 @@ fn main() -> ExitCode {
         }
     };
     match cli.command {
+        Command::Drill(args) => drill::run(&args),
         Command::Doctor => {
             println!("failover      {}", sre_failover::STATUS);
             ExitCode::SUCCESS

@@ -1,5 +1,31 @@
-//! Multi-region failover.
+//! Multi-region failover: a witness lease with fencing tokens, a DNS quorum for when the
+//! witness is gone, an ordered layer plan, a timing lint and (feature `sim`) a
+//! deterministic simulator with the `sre drill` game day on top.
+//!
+//! Everything outside `sim` is pure: [`decide::decide`] and [`plan`] take the state, the
+//! observations and `now` and return the next state and the actions to carry out; the
+//! controller binary owns the IO. The rules and the safety argument are in the README.
+#![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
-/// Where this crate stands.
-pub const STATUS: &str = "planned";
+pub mod decide;
+pub mod lint;
+pub mod model;
+pub mod plan;
+pub mod state;
+
+#[cfg(feature = "sim")]
+pub mod drill;
+#[cfg(feature = "sim")]
+pub mod sim;
+
+pub use decide::{Action, decide};
+pub use model::{
+    FailoverConfig, Mode, Observations, Quorum, RawFailoverConfig, Timings, WitnessLossPolicy,
+};
+pub use state::{Authority, FailoverState, Role};
+
+/// Where this crate stands (printed by `sre doctor`).
+pub const STATUS: &str =
+    "core+sim: decide, lint, layer plan, simulator and drill; no controller or adapters yet";

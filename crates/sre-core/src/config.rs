@@ -118,12 +118,7 @@ impl EnvOverrides {
         self
     }
 
-    fn apply(
-        &self,
-        root: &mut Value,
-        vars: &[(String, String)],
-        errors: &mut Vec<ConfigError>,
-    ) {
+    fn apply(&self, root: &mut Value, vars: &[(String, String)], errors: &mut Vec<ConfigError>) {
         for (name, raw) in vars {
             let path: Option<Vec<String>> = self
                 .aliases
@@ -139,7 +134,10 @@ impl EnvOverrides {
             let value = match serde_norway::from_str::<Value>(raw) {
                 Ok(v) => v,
                 Err(e) => {
-                    errors.push(ConfigError::new(name.clone(), format!("not a valid value: {e}")));
+                    errors.push(ConfigError::new(
+                        name.clone(),
+                        format!("not a valid value: {e}"),
+                    ));
                     continue;
                 }
             };
@@ -227,13 +225,19 @@ where
     let mut errors = Vec::new();
     overrides.apply(&mut root, &vars, &mut errors);
     if !errors.is_empty() {
-        return Err(ConfigErrors { source_name: name, errors });
+        return Err(ConfigErrors {
+            source_name: name,
+            errors,
+        });
     }
     let raw: R = serde_path_to_error::deserialize(root).map_err(|e| {
         let path = e.path().to_string();
         single(&name, ConfigError::new(path, e.into_inner().to_string()))
     })?;
-    raw.validate().map_err(|errors| ConfigErrors { source_name: name, errors })
+    raw.validate().map_err(|errors| ConfigErrors {
+        source_name: name,
+        errors,
+    })
 }
 
 fn single(name: &str, e: ConfigError) -> ConfigErrors {
@@ -246,10 +250,10 @@ fn single(name: &str, e: ConfigError) -> ConfigErrors {
 fn parse(text: &str, format: Format) -> Result<Value, ConfigError> {
     match format {
         Format::Yaml => serde_norway::from_str::<Value>(text).map_err(|e| {
-            let at = e
-                .location()
-                .map(|l| format!("line {} column {}", l.line(), l.column()))
-                .unwrap_or_else(|| ".".to_owned());
+            let at = e.location().map_or_else(
+                || ".".to_owned(),
+                |l| format!("line {} column {}", l.line(), l.column()),
+            );
             ConfigError::new(at, format!("not valid YAML: {e}"))
         }),
         Format::Toml => toml::from_str::<Value>(text)
@@ -302,7 +306,10 @@ mod tests {
                 errs.push(ConfigError::new("renew", "must be shorter than lease_ttl"));
             }
             if !self.resolvers.is_empty() && self.resolvers.len() != 3 {
-                errs.push(ConfigError::new("resolvers", "needs exactly 3 for a 2-of-3 quorum"));
+                errs.push(ConfigError::new(
+                    "resolvers",
+                    "needs exactly 3 for a 2-of-3 quorum",
+                ));
             }
             if errs.is_empty() {
                 Ok(Demo {
@@ -318,18 +325,32 @@ mod tests {
     }
 
     fn yaml(text: &str) -> Source {
-        Source::Text { name: "test.yaml".into(), text: text.into(), format: Format::Yaml }
+        Source::Text {
+            name: "test.yaml".into(),
+            text: text.into(),
+            format: Format::Yaml,
+        }
     }
 
     fn vars(v: &[(&str, &str)]) -> Vec<(String, String)> {
-        v.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())).collect()
+        v.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
     }
 
     #[test]
     fn yaml_and_toml_load_the_same_config() {
-        let y = load::<RawDemo>(&yaml("region: a\nlease_ttl: 30s\nrenew: 10s\n"), &EnvOverrides::default(), vec![]);
+        let y = load::<RawDemo>(
+            &yaml("region: a\nlease_ttl: 30s\nrenew: 10s\n"),
+            &EnvOverrides::default(),
+            vec![],
+        );
         let t = load::<RawDemo>(
-            &Source::Text { name: "t.toml".into(), text: "region = \"a\"\nlease_ttl = \"30s\"\nrenew = \"10s\"\n".into(), format: Format::Toml },
+            &Source::Text {
+                name: "t.toml".into(),
+                text: "region = \"a\"\nlease_ttl = \"30s\"\nrenew = \"10s\"\n".into(),
+                format: Format::Toml,
+            },
             &EnvOverrides::default(),
             vec![],
         );
@@ -338,8 +359,12 @@ mod tests {
 
     #[test]
     fn unknown_keys_fail_with_their_path() {
-        let err = load::<RawDemo>(&yaml("region: a\nlease_ttl: 30s\nrenew: 10s\nwitness: {bucket: b, buckit: c}\n"), &EnvOverrides::default(), vec![])
-            .expect_err("typo must fail");
+        let err = load::<RawDemo>(
+            &yaml("region: a\nlease_ttl: 30s\nrenew: 10s\nwitness: {bucket: b, buckit: c}\n"),
+            &EnvOverrides::default(),
+            vec![],
+        )
+        .expect_err("typo must fail");
         assert_eq!(err.errors.len(), 1);
         assert_eq!(err.errors[0].path, "witness.buckit");
         assert!(err.errors[0].message.contains("buckit"), "{err}");
@@ -347,12 +372,19 @@ mod tests {
 
     #[test]
     fn every_validation_error_is_reported_at_once() {
-        let err = load::<RawDemo>(&yaml("region: ''\nlease_ttl: 10s\nrenew: 10s\nresolvers: [a]\n"), &EnvOverrides::default(), vec![])
-            .expect_err("invalid");
+        let err = load::<RawDemo>(
+            &yaml("region: ''\nlease_ttl: 10s\nrenew: 10s\nresolvers: [a]\n"),
+            &EnvOverrides::default(),
+            vec![],
+        )
+        .expect_err("invalid");
         let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
         assert_eq!(paths, vec!["region", "renew", "resolvers"], "{err}");
         let shown = err.to_string();
-        assert!(shown.contains("test.yaml") && shown.contains("renew: must be shorter"), "{shown}");
+        assert!(
+            shown.contains("test.yaml") && shown.contains("renew: must be shorter"),
+            "{shown}"
+        );
     }
 
     #[test]
@@ -361,29 +393,81 @@ mod tests {
         let got = load::<RawDemo>(
             &yaml("region: a\nlease_ttl: 30s\nrenew: 10s\n"),
             &ov,
-            vars(&[("REGION", "b"), ("SRE__LEASE_TTL", "45s"), ("SRE__WITNESS__BUCKET", "lease"), ("OTHER", "x"), ("SRE__RESOLVERS", "[r1, r2, r3]")]),
+            vars(&[
+                ("REGION", "b"),
+                ("SRE__LEASE_TTL", "45s"),
+                ("SRE__WITNESS__BUCKET", "lease"),
+                ("OTHER", "x"),
+                ("SRE__RESOLVERS", "[r1, r2, r3]"),
+            ]),
         )
         .expect("valid");
-        assert_eq!(got, Demo { region: "b".into(), lease_ttl: Duration::from_secs(45), resolvers: 3, bucket: Some("lease".into()) });
+        assert_eq!(
+            got,
+            Demo {
+                region: "b".into(),
+                lease_ttl: Duration::from_secs(45),
+                resolvers: 3,
+                bucket: Some("lease".into())
+            }
+        );
     }
 
     #[test]
     fn env_only_config_works_without_a_file() {
-        let got = load::<RawDemo>(&Source::Empty, &EnvOverrides::with_prefix("X"), vars(&[("X__REGION", "a"), ("X__LEASE_TTL", "30s"), ("X__RENEW", "5s")]));
+        let got = load::<RawDemo>(
+            &Source::Empty,
+            &EnvOverrides::with_prefix("X"),
+            vars(&[
+                ("X__REGION", "a"),
+                ("X__LEASE_TTL", "30s"),
+                ("X__RENEW", "5s"),
+            ]),
+        );
         assert_eq!(got.expect("valid").region, "a");
     }
 
     #[test]
     fn bad_values_and_bad_files_are_typed_errors() {
-        let err = load::<RawDemo>(&yaml("region: a\nlease_ttl: soon\nrenew: 10s\n"), &EnvOverrides::default(), vec![]).expect_err("bad duration");
+        let err = load::<RawDemo>(
+            &yaml("region: a\nlease_ttl: soon\nrenew: 10s\n"),
+            &EnvOverrides::default(),
+            vec![],
+        )
+        .expect_err("bad duration");
         assert_eq!(err.errors[0].path, "lease_ttl", "{err}");
-        let err = load::<RawDemo>(&yaml("region: [unclosed\n"), &EnvOverrides::default(), vec![]).expect_err("bad yaml");
+        let err = load::<RawDemo>(
+            &yaml("region: [unclosed\n"),
+            &EnvOverrides::default(),
+            vec![],
+        )
+        .expect_err("bad yaml");
         assert!(err.errors[0].message.contains("not valid YAML"), "{err}");
-        let err = load::<RawDemo>(&Source::File("/nonexistent/x.yaml".into()), &EnvOverrides::default(), vec![]).expect_err("missing");
+        let err = load::<RawDemo>(
+            &Source::File("/nonexistent/x.yaml".into()),
+            &EnvOverrides::default(),
+            vec![],
+        )
+        .expect_err("missing");
         assert!(err.errors[0].message.contains("cannot read"), "{err}");
-        let err = load::<RawDemo>(&Source::File("x.ini".into()), &EnvOverrides::default(), vec![]).expect_err("ext");
-        assert!(err.errors[0].message.contains("unknown config file extension"), "{err}");
-        let err = load::<RawDemo>(&yaml("region: a\n"), &EnvOverrides::with_prefix("S"), vars(&[("S__REGION__X", "1")])).expect_err("scalar");
+        let err = load::<RawDemo>(
+            &Source::File("x.ini".into()),
+            &EnvOverrides::default(),
+            vec![],
+        )
+        .expect_err("ext");
+        assert!(
+            err.errors[0]
+                .message
+                .contains("unknown config file extension"),
+            "{err}"
+        );
+        let err = load::<RawDemo>(
+            &yaml("region: a\n"),
+            &EnvOverrides::with_prefix("S"),
+            vars(&[("S__REGION__X", "1")]),
+        )
+        .expect_err("scalar");
         assert!(err.errors[0].message.contains("not a table"), "{err}");
     }
 }

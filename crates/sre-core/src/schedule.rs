@@ -41,7 +41,9 @@
 //!   `*/5 * * * *`) runs in both occurrences, because it means "every so often", and a
 //!   5-minute job must not pause for an hour once a year.
 
-use chrono::{DateTime, Duration as ChronoDuration, NaiveDateTime, Offset, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Duration as ChronoDuration, NaiveDateTime, Offset, TimeZone, Timelike, Utc,
+};
 use chrono_tz::Tz;
 use cron::TimeUnitSpec;
 use serde::{Deserialize, Serialize};
@@ -84,7 +86,9 @@ impl Eq for Schedule {}
 #[non_exhaustive]
 pub enum ScheduleError {
     /// The expression has a field count no supported syntax uses.
-    #[error("invalid schedule {expression:?}: expected 5, 6 or 7 fields or an @shorthand, found {found} fields")]
+    #[error(
+        "invalid schedule {expression:?}: expected 5, 6 or 7 fields or an @shorthand, found {found} fields"
+    )]
     FieldCount {
         /// The expression as written.
         expression: String,
@@ -274,14 +278,14 @@ fn five_field(expression: &str, fields: &[&str]) -> Result<String, ScheduleError
         field: (*dow).to_owned(),
         reason,
     })?;
-    let dow_restricted = days.iter().any(|d| !d);
-    let dom_restricted = !matches!(*dom, "*" | "?");
-    if dow_restricted && dom_restricted {
+    let weekday_restricted = days.iter().any(|d| !d);
+    let monthday_restricted = !matches!(*dom, "*" | "?");
+    if weekday_restricted && monthday_restricted {
         return Err(ScheduleError::DayOfMonthAndWeek {
             expression: expression.to_owned(),
         });
     }
-    let dow_text = if dow_restricted {
+    let dow_text = if weekday_restricted {
         DAY_NAMES
             .iter()
             .zip(days)
@@ -341,14 +345,6 @@ fn days_of_week(field: &str) -> Result<[bool; 7], String> {
 
 /// A crontab(5) day: `0`–`7` (0 and 7 are Sunday) or an English name.
 fn day_number(text: &str) -> Result<usize, String> {
-    if let Ok(n) = text.parse::<usize>() {
-        return if n <= 7 {
-            Ok(n)
-        } else {
-            Err(format!("{n} is not a day of the week (0-7)"))
-        };
-    }
-    let lower = text.to_ascii_lowercase();
     const FULL: [&str; 7] = [
         "sunday",
         "monday",
@@ -358,8 +354,18 @@ fn day_number(text: &str) -> Result<usize, String> {
         "friday",
         "saturday",
     ];
+    if let Ok(n) = text.parse::<usize>() {
+        return if n <= 7 {
+            Ok(n)
+        } else {
+            Err(format!("{n} is not a day of the week (0-7)"))
+        };
+    }
+    let lower = text.to_ascii_lowercase();
     FULL.iter()
-        .position(|full| lower.len() >= 3 && full.starts_with(&lower) && (lower.len() == 3 || lower == *full))
+        .position(|full| {
+            lower.len() >= 3 && full.starts_with(&lower) && (lower.len() == 3 || lower == *full)
+        })
         .ok_or_else(|| format!("{text:?} is not a day of the week"))
 }
 
@@ -396,9 +402,10 @@ mod tests {
     use chrono_tz::UTC as TZ_UTC;
 
     fn utc(s: &str) -> DateTime<Utc> {
-        DateTime::parse_from_rfc3339(s)
-            .map(|d| d.with_timezone(&Utc))
-            .unwrap_or_else(|e| panic!("bad test timestamp {s}: {e}"))
+        DateTime::parse_from_rfc3339(s).map_or_else(
+            |e| panic!("bad test timestamp {s}: {e}"),
+            |d| d.with_timezone(&Utc),
+        )
     }
 
     /// Asserts the next runs of `expr` in `tz` after `after`.
@@ -413,26 +420,78 @@ mod tests {
     fn seed_schedules_in_utc() {
         let cases: &[(&str, &str, &[&str])] = &[
             // daily 02:00 (data subject requests)
-            ("0 2 * * *", "2026-03-28T12:00:00Z", &["2026-03-29T02:00:00Z", "2026-03-30T02:00:00Z"]),
-            ("0 0 2 * * *", "2026-03-28T12:00:00Z", &["2026-03-29T02:00:00Z"]),
+            (
+                "0 2 * * *",
+                "2026-03-28T12:00:00Z",
+                &["2026-03-29T02:00:00Z", "2026-03-30T02:00:00Z"],
+            ),
+            (
+                "0 0 2 * * *",
+                "2026-03-28T12:00:00Z",
+                &["2026-03-29T02:00:00Z"],
+            ),
             // weekly Sunday 03:00 (retention); 2026-03-29 is a Sunday
-            ("0 3 * * 0", "2026-03-23T00:00:00Z", &["2026-03-29T03:00:00Z", "2026-04-05T03:00:00Z"]),
-            ("0 3 * * 7", "2026-03-23T00:00:00Z", &["2026-03-29T03:00:00Z"]),
-            ("0 3 * * SUN", "2026-03-23T00:00:00Z", &["2026-03-29T03:00:00Z"]),
-            ("0 0 3 * * SUN", "2026-03-23T00:00:00Z", &["2026-03-29T03:00:00Z"]),
+            (
+                "0 3 * * 0",
+                "2026-03-23T00:00:00Z",
+                &["2026-03-29T03:00:00Z", "2026-04-05T03:00:00Z"],
+            ),
+            (
+                "0 3 * * 7",
+                "2026-03-23T00:00:00Z",
+                &["2026-03-29T03:00:00Z"],
+            ),
+            (
+                "0 3 * * SUN",
+                "2026-03-23T00:00:00Z",
+                &["2026-03-29T03:00:00Z"],
+            ),
+            (
+                "0 0 3 * * SUN",
+                "2026-03-23T00:00:00Z",
+                &["2026-03-29T03:00:00Z"],
+            ),
             // monthly, 1st at 04:00 (audit log cleanup)
-            ("0 4 1 * *", "2026-03-15T00:00:00Z", &["2026-04-01T04:00:00Z", "2026-05-01T04:00:00Z"]),
-            ("@monthly", "2026-03-15T00:00:00Z", &["2026-04-01T00:00:00Z"]),
+            (
+                "0 4 1 * *",
+                "2026-03-15T00:00:00Z",
+                &["2026-04-01T04:00:00Z", "2026-05-01T04:00:00Z"],
+            ),
+            (
+                "@monthly",
+                "2026-03-15T00:00:00Z",
+                &["2026-04-01T00:00:00Z"],
+            ),
             // hourly (stats refresh)
-            ("@hourly", "2026-03-15T10:59:59Z", &["2026-03-15T11:00:00Z", "2026-03-15T12:00:00Z"]),
-            ("0 * * * *", "2026-03-15T11:00:00Z", &["2026-03-15T12:00:00Z"]),
+            (
+                "@hourly",
+                "2026-03-15T10:59:59Z",
+                &["2026-03-15T11:00:00Z", "2026-03-15T12:00:00Z"],
+            ),
+            (
+                "0 * * * *",
+                "2026-03-15T11:00:00Z",
+                &["2026-03-15T12:00:00Z"],
+            ),
             // every 5 minutes
-            ("*/5 * * * *", "2026-03-15T10:57:30Z", &["2026-03-15T11:00:00Z", "2026-03-15T11:05:00Z"]),
+            (
+                "*/5 * * * *",
+                "2026-03-15T10:57:30Z",
+                &["2026-03-15T11:00:00Z", "2026-03-15T11:05:00Z"],
+            ),
             ("@daily", "2026-03-15T00:00:00Z", &["2026-03-16T00:00:00Z"]),
-            ("@midnight", "2026-03-15T00:00:00Z", &["2026-03-16T00:00:00Z"]),
+            (
+                "@midnight",
+                "2026-03-15T00:00:00Z",
+                &["2026-03-16T00:00:00Z"],
+            ),
             ("@weekly", "2026-03-23T00:00:00Z", &["2026-03-29T00:00:00Z"]),
             // 7 fields with a year
-            ("0 0 4 1 * * 2027", "2026-03-15T00:00:00Z", &["2027-01-01T04:00:00Z"]),
+            (
+                "0 0 4 1 * * 2027",
+                "2026-03-15T00:00:00Z",
+                &["2027-01-01T04:00:00Z"],
+            ),
         ];
         for (expr, after, expect) in cases {
             check(expr, TZ_UTC, after, expect);
@@ -443,11 +502,31 @@ mod tests {
     fn seed_schedules_in_amsterdam_on_ordinary_days() {
         let cases: &[(&str, &str, &[&str])] = &[
             // CET (+01) in winter, CEST (+02) in summer
-            ("0 2 * * *", "2026-01-10T12:00:00Z", &["2026-01-11T01:00:00Z"]),
-            ("0 2 * * *", "2026-07-10T12:00:00Z", &["2026-07-11T00:00:00Z"]),
-            ("0 3 * * SUN", "2026-07-06T00:00:00Z", &["2026-07-12T01:00:00Z"]),
-            ("0 4 1 * *", "2026-03-15T00:00:00Z", &["2026-04-01T02:00:00Z", "2026-05-01T02:00:00Z"]),
-            ("0 4 1 * *", "2026-01-15T00:00:00Z", &["2026-02-01T03:00:00Z"]),
+            (
+                "0 2 * * *",
+                "2026-01-10T12:00:00Z",
+                &["2026-01-11T01:00:00Z"],
+            ),
+            (
+                "0 2 * * *",
+                "2026-07-10T12:00:00Z",
+                &["2026-07-11T00:00:00Z"],
+            ),
+            (
+                "0 3 * * SUN",
+                "2026-07-06T00:00:00Z",
+                &["2026-07-12T01:00:00Z"],
+            ),
+            (
+                "0 4 1 * *",
+                "2026-03-15T00:00:00Z",
+                &["2026-04-01T02:00:00Z", "2026-05-01T02:00:00Z"],
+            ),
+            (
+                "0 4 1 * *",
+                "2026-01-15T00:00:00Z",
+                &["2026-02-01T03:00:00Z"],
+            ),
             ("@hourly", "2026-07-10T10:30:00Z", &["2026-07-10T11:00:00Z"]),
         ];
         for (expr, after, expect) in cases {
@@ -460,25 +539,53 @@ mod tests {
         // 2026-03-29: 02:00 CET jumps to 03:00 CEST (01:00 UTC).
         let cases: &[(&str, &str, &[&str])] = &[
             // 02:00 does not exist: runs at 03:00 CEST = 01:00 UTC, then 02:00 CEST again.
-            ("0 2 * * *", "2026-03-28T12:00:00Z", &["2026-03-29T01:00:00Z", "2026-03-30T00:00:00Z"]),
-            ("30 2 * * *", "2026-03-28T12:00:00Z", &["2026-03-29T01:30:00Z", "2026-03-30T00:30:00Z"]),
+            (
+                "0 2 * * *",
+                "2026-03-28T12:00:00Z",
+                &["2026-03-29T01:00:00Z", "2026-03-30T00:00:00Z"],
+            ),
+            (
+                "30 2 * * *",
+                "2026-03-28T12:00:00Z",
+                &["2026-03-29T01:30:00Z", "2026-03-30T00:30:00Z"],
+            ),
             // The day before still runs at 02:00 CET.
-            ("0 2 * * *", "2026-03-27T12:00:00Z", &["2026-03-28T01:00:00Z", "2026-03-29T01:00:00Z"]),
+            (
+                "0 2 * * *",
+                "2026-03-27T12:00:00Z",
+                &["2026-03-28T01:00:00Z", "2026-03-29T01:00:00Z"],
+            ),
             // 03:00 exists (it is the first CEST hour), on a Sunday.
-            ("0 3 * * 0", "2026-03-28T00:00:00Z", &["2026-03-29T01:00:00Z", "2026-04-05T01:00:00Z"]),
+            (
+                "0 3 * * 0",
+                "2026-03-28T00:00:00Z",
+                &["2026-03-29T01:00:00Z", "2026-04-05T01:00:00Z"],
+            ),
             // Hourly keeps running once per real hour, with no duplicate at 01:00 UTC.
             (
                 "@hourly",
                 "2026-03-28T23:30:00Z",
-                &["2026-03-29T00:00:00Z", "2026-03-29T01:00:00Z", "2026-03-29T02:00:00Z"],
+                &[
+                    "2026-03-29T00:00:00Z",
+                    "2026-03-29T01:00:00Z",
+                    "2026-03-29T02:00:00Z",
+                ],
             ),
             // Every 5 minutes runs straight through the jump.
             (
                 "*/5 * * * *",
                 "2026-03-29T00:50:00Z",
-                &["2026-03-29T00:55:00Z", "2026-03-29T01:00:00Z", "2026-03-29T01:05:00Z"],
+                &[
+                    "2026-03-29T00:55:00Z",
+                    "2026-03-29T01:00:00Z",
+                    "2026-03-29T01:05:00Z",
+                ],
             ),
-            ("0 4 1 * *", "2026-03-15T00:00:00Z", &["2026-04-01T02:00:00Z"]),
+            (
+                "0 4 1 * *",
+                "2026-03-15T00:00:00Z",
+                &["2026-04-01T02:00:00Z"],
+            ),
         ];
         for (expr, after, expect) in cases {
             check(expr, Amsterdam, after, expect);
@@ -490,11 +597,23 @@ mod tests {
         // 2026-10-25: 03:00 CEST (01:00 UTC) goes back to 02:00 CET; 02:xx happens twice.
         let cases: &[(&str, &str, &[&str])] = &[
             // Daily 02:00 runs once, at the first 02:00 (CEST), then 02:00 CET next day.
-            ("0 2 * * *", "2026-10-24T12:00:00Z", &["2026-10-25T00:00:00Z", "2026-10-26T01:00:00Z"]),
+            (
+                "0 2 * * *",
+                "2026-10-24T12:00:00Z",
+                &["2026-10-25T00:00:00Z", "2026-10-26T01:00:00Z"],
+            ),
             // Asked between the two occurrences, it does not run again.
-            ("0 2 * * *", "2026-10-25T00:30:00Z", &["2026-10-26T01:00:00Z"]),
+            (
+                "0 2 * * *",
+                "2026-10-25T00:30:00Z",
+                &["2026-10-26T01:00:00Z"],
+            ),
             // Weekly Sunday 03:00 is unambiguous (CET) that day.
-            ("0 3 * * SUN", "2026-10-24T00:00:00Z", &["2026-10-25T02:00:00Z", "2026-11-01T02:00:00Z"]),
+            (
+                "0 3 * * SUN",
+                "2026-10-24T00:00:00Z",
+                &["2026-10-25T02:00:00Z", "2026-11-01T02:00:00Z"],
+            ),
             // Hourly runs in both 02:00s.
             (
                 "@hourly",
@@ -510,9 +629,17 @@ mod tests {
             (
                 "*/5 * * * *",
                 "2026-10-25T00:50:00Z",
-                &["2026-10-25T00:55:00Z", "2026-10-25T01:00:00Z", "2026-10-25T01:05:00Z"],
+                &[
+                    "2026-10-25T00:55:00Z",
+                    "2026-10-25T01:00:00Z",
+                    "2026-10-25T01:05:00Z",
+                ],
             ),
-            ("*/5 * * * *", "2026-10-25T01:52:00Z", &["2026-10-25T01:55:00Z", "2026-10-25T02:00:00Z"]),
+            (
+                "*/5 * * * *",
+                "2026-10-25T01:52:00Z",
+                &["2026-10-25T01:55:00Z", "2026-10-25T02:00:00Z"],
+            ),
         ];
         for (expr, after, expect) in cases {
             check(expr, Amsterdam, after, expect);
@@ -521,24 +648,69 @@ mod tests {
 
     #[test]
     fn half_hour_zones_shift_hourly_runs() {
-        check("@hourly", chrono_tz::Asia::Kolkata, "2026-03-15T10:00:00Z", &["2026-03-15T10:30:00Z"]);
+        check(
+            "@hourly",
+            chrono_tz::Asia::Kolkata,
+            "2026-03-15T10:00:00Z",
+            &["2026-03-15T10:30:00Z"],
+        );
     }
 
     #[test]
     fn next_after_is_strictly_after() {
-        check("0 2 * * *", TZ_UTC, "2026-03-29T02:00:00Z", &["2026-03-30T02:00:00Z"]);
-        check("*/5 * * * *", TZ_UTC, "2026-03-29T02:00:00.5Z", &["2026-03-29T02:05:00Z"]);
+        check(
+            "0 2 * * *",
+            TZ_UTC,
+            "2026-03-29T02:00:00Z",
+            &["2026-03-30T02:00:00Z"],
+        );
+        check(
+            "*/5 * * * *",
+            TZ_UTC,
+            "2026-03-29T02:00:00.5Z",
+            &["2026-03-29T02:05:00Z"],
+        );
     }
 
     #[test]
     fn five_field_days_of_week_follow_crontab_numbering() {
         // 2026-03-23 is a Monday.
         let cases: &[(&str, &[&str])] = &[
-            ("0 0 * * 1-5", &["2026-03-24T00:00:00Z", "2026-03-25T00:00:00Z", "2026-03-26T00:00:00Z", "2026-03-27T00:00:00Z", "2026-03-30T00:00:00Z"]),
-            ("0 0 * * 5-7", &["2026-03-27T00:00:00Z", "2026-03-28T00:00:00Z", "2026-03-29T00:00:00Z", "2026-04-03T00:00:00Z"]),
-            ("0 0 * * mon,wed", &["2026-03-25T00:00:00Z", "2026-03-30T00:00:00Z"]),
-            ("0 0 * * */3", &["2026-03-25T00:00:00Z", "2026-03-28T00:00:00Z", "2026-03-29T00:00:00Z"]),
-            ("0 0 * * 0-6", &["2026-03-24T00:00:00Z", "2026-03-25T00:00:00Z"]),
+            (
+                "0 0 * * 1-5",
+                &[
+                    "2026-03-24T00:00:00Z",
+                    "2026-03-25T00:00:00Z",
+                    "2026-03-26T00:00:00Z",
+                    "2026-03-27T00:00:00Z",
+                    "2026-03-30T00:00:00Z",
+                ],
+            ),
+            (
+                "0 0 * * 5-7",
+                &[
+                    "2026-03-27T00:00:00Z",
+                    "2026-03-28T00:00:00Z",
+                    "2026-03-29T00:00:00Z",
+                    "2026-04-03T00:00:00Z",
+                ],
+            ),
+            (
+                "0 0 * * mon,wed",
+                &["2026-03-25T00:00:00Z", "2026-03-30T00:00:00Z"],
+            ),
+            (
+                "0 0 * * */3",
+                &[
+                    "2026-03-25T00:00:00Z",
+                    "2026-03-28T00:00:00Z",
+                    "2026-03-29T00:00:00Z",
+                ],
+            ),
+            (
+                "0 0 * * 0-6",
+                &["2026-03-24T00:00:00Z", "2026-03-25T00:00:00Z"],
+            ),
         ];
         for (expr, expect) in cases {
             check(expr, TZ_UTC, "2026-03-23T00:00:00Z", expect);
@@ -561,9 +733,14 @@ mod tests {
             ("0 0 0 31 2 * x", "cron"),
         ];
         for (expr, kind) in cases {
-            let err = Schedule::parse(expr).err().unwrap_or_else(|| panic!("{expr:?} parsed"));
+            let err = Schedule::parse(expr)
+                .err()
+                .unwrap_or_else(|| panic!("{expr:?} parsed"));
             assert_eq!(err.kind(), *kind, "{expr:?}: {err}");
-            assert!(err.to_string().contains(&format!("{expr:?}")), "{err} does not name {expr:?}");
+            assert!(
+                err.to_string().contains(&format!("{expr:?}")),
+                "{err} does not name {expr:?}"
+            );
         }
     }
 
@@ -571,15 +748,59 @@ mod tests {
     fn schedules_that_never_fire_again_return_none() {
         let s = Schedule::parse("0 0 0 1 1 * 2020").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.next_after(utc("2026-01-01T00:00:00Z"), TZ_UTC), None);
-        assert!(s.upcoming(utc("2026-01-01T00:00:00Z"), Amsterdam, 3).is_empty());
+        assert!(
+            s.upcoming(utc("2026-01-01T00:00:00Z"), Amsterdam, 3)
+                .is_empty()
+        );
+    }
+
+    proptest::proptest! {
+        /// Across 2026 (both DST transitions included), every seed schedule fires
+        /// strictly later, within its period plus one DST hour, and asking again from
+        /// just before the answer gives the same answer (nothing skipped in between).
+        #[test]
+        fn next_run_is_later_bounded_and_stable(
+            // Half the cases around 2026-03-29 (day 87) and 2026-10-25 (day 297).
+            secs in proptest::prop_oneof![
+                0i64..(365 * 86_400),
+                (86i64 * 86_400)..(89 * 86_400),
+                (296i64 * 86_400)..(299 * 86_400),
+            ], which in 0usize..5, in_utc: bool,
+        ) {
+            let seeds = [
+                ("0 2 * * *", 86_400 + 3_600),
+                ("0 3 * * 0", 7 * 86_400 + 3_600),
+                ("0 4 1 * *", 31 * 86_400 + 3_600),
+                ("@hourly", 3_600),
+                ("*/5 * * * *", 300),
+            ];
+            let (expr, bound) = seeds[which];
+            let tz = if in_utc { TZ_UTC } else { Amsterdam };
+            let s = Schedule::parse(expr).unwrap_or_else(|e| panic!("{e}"));
+            let after = utc("2026-01-01T00:00:00Z") + ChronoDuration::seconds(secs);
+            let next = s.next_after(after, tz);
+            proptest::prop_assert!(next.is_some());
+            let next = next.unwrap_or(after);
+            proptest::prop_assert!(next > after);
+            proptest::prop_assert!(next - after <= ChronoDuration::seconds(bound), "{} after {}", next, after);
+            let just_before = next - ChronoDuration::seconds(1);
+            if just_before > after {
+                proptest::prop_assert_eq!(s.next_after(just_before, tz), Some(next));
+            }
+        }
     }
 
     #[test]
     fn serde_round_trips_the_expression_and_rejects_bad_ones() {
         let s: Schedule = serde_json::from_str("\"0 2 * * *\"").unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(s.expression(), "0 2 * * *");
-        assert_eq!(serde_json::to_string(&s).ok().as_deref(), Some("\"0 2 * * *\""));
-        let err = serde_json::from_str::<Schedule>("\"0 2 * *\"").err().map(|e| e.to_string());
+        assert_eq!(
+            serde_json::to_string(&s).ok().as_deref(),
+            Some("\"0 2 * * *\"")
+        );
+        let err = serde_json::from_str::<Schedule>("\"0 2 * *\"")
+            .err()
+            .map(|e| e.to_string());
         assert!(err.is_some_and(|e| e.contains("0 2 * *")));
     }
 }

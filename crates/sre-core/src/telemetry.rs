@@ -33,10 +33,8 @@ pub struct TelemetryGuard {
 impl Drop for TelemetryGuard {
     fn drop(&mut self) {
         #[cfg(feature = "otlp")]
-        if let Some(p) = self.provider.take() {
-            if let Err(e) = p.shutdown() {
-                eprintln!("otlp: flushing traces failed: {e}");
-            }
+        if let Some(Err(e)) = self.provider.take().map(|p| p.shutdown()) {
+            eprintln!("otlp: flushing traces failed: {e}");
         }
     }
 }
@@ -60,7 +58,9 @@ pub enum TelemetryError {
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 pub fn init(service: &'static str, format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
     let filter = match std::env::var("RUST_LOG") {
-        Ok(s) if !s.is_empty() => EnvFilter::try_new(s).map_err(|e| TelemetryError::Filter(e.to_string()))?,
+        Ok(s) if !s.is_empty() => {
+            EnvFilter::try_new(s).map_err(|e| TelemetryError::Filter(e.to_string()))?
+        }
         _ => EnvFilter::new("info"),
     };
     let fmt_layer = match format {
@@ -69,20 +69,24 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<TelemetryGuard, 
             .with_current_span(true)
             .with_writer(std::io::stderr)
             .boxed(),
-        LogFormat::Text => tracing_subscriber::fmt::layer().with_writer(std::io::stderr).boxed(),
+        LogFormat::Text => tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .boxed(),
     };
     let registry = tracing_subscriber::registry().with(filter).with(fmt_layer);
     #[cfg(feature = "otlp")]
     if std::env::var_os("OTEL_EXPORTER_OTLP_ENDPOINT").is_some() {
-        let provider = otlp_provider(service)?;
         use opentelemetry::trace::TracerProvider as _;
+        let provider = otlp_provider(service)?;
         let layer = tracing_opentelemetry::layer().with_tracer(provider.tracer(service));
         registry
             .with(layer)
             .try_init()
             .map_err(|e| TelemetryError::AlreadyInstalled(e.to_string()))?;
         tracing::info!(service, "OTLP trace export enabled");
-        return Ok(TelemetryGuard { provider: Some(provider) });
+        return Ok(TelemetryGuard {
+            provider: Some(provider),
+        });
     }
     registry
         .try_init()
@@ -102,7 +106,9 @@ fn otlp_provider(
         .with_protocol(opentelemetry_otlp::Protocol::HttpBinary)
         .build()
         .map_err(|e| TelemetryError::Otlp(e.to_string()))?;
-    let resource = opentelemetry_sdk::Resource::builder().with_service_name(service).build();
+    let resource = opentelemetry_sdk::Resource::builder()
+        .with_service_name(service)
+        .build();
     Ok(opentelemetry_sdk::trace::SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_resource(resource)

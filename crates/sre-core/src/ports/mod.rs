@@ -13,4 +13,6 @@ mod witness;
 pub use object_store::{ObjectMeta, ObjectStore, ObjectVersion, PutCondition, StoredObject};
 pub use resolver::{LookupOutcome, RecordKind, Resolver};
 pub use secret_store::{SecretData, SecretMetadata, SecretStore, SecretValue, SecretVersionInfo};
-pub use witness::{CasOutcome, LeaseFormat, LeaseParseError, LeaseRecord, Revision, Witness, WitnessRead};
+pub use witness::{
+    CasOutcome, LeaseFormat, LeaseParseError, LeaseRecord, Revision, Witness, WitnessRead,
+};

@@ -80,14 +80,21 @@ pub struct SecretMetadata {
 pub trait SecretStore: Send + Sync {
     /// Reads `version` of `path`, or the newest when `None`; `Ok(None)` if there is no
     /// such path or version (or it was deleted or destroyed).
-    async fn read(&self, path: &str, version: Option<u64>)
-    -> Result<Option<SecretValue>, PortError>;
+    async fn read(
+        &self,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<Option<SecretValue>, PortError>;
 
     /// Writes a new version. With `cas: Some(n)` the write succeeds only if the newest
     /// version is `n` (`Some(0)`: only if the path does not exist yet); otherwise
     /// [`PortError::PreconditionFailed`]. Returns the new version number.
-    async fn write(&self, path: &str, data: &SecretData, cas: Option<u64>)
-    -> Result<u64, PortError>;
+    async fn write(
+        &self,
+        path: &str,
+        data: &SecretData,
+        cas: Option<u64>,
+    ) -> Result<u64, PortError>;
 
     /// Versions and custom metadata; `Ok(None)` if the path does not exist.
     async fn metadata(&self, path: &str) -> Result<Option<SecretMetadata>, PortError>;

@@ -51,7 +51,8 @@ impl LeaseRecord {
     /// Wall time at which the record says the lease lapses (`renewed_at + ttl`).
     #[must_use]
     pub fn expires_at(&self) -> DateTime<Utc> {
-        self.renewed_at + chrono::Duration::milliseconds(i64::try_from(self.ttl_ms).unwrap_or(i64::MAX))
+        self.renewed_at
+            + chrono::Duration::milliseconds(i64::try_from(self.ttl_ms).unwrap_or(i64::MAX))
     }
 
     /// Serialises the record as the witness stores it (JSON).

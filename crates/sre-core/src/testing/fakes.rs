@@ -1,13 +1,13 @@
 //! In-memory fakes of the ports. Clones share state, so a test can hand one clone to
 //! the code under test and inspect (or break) the backend through another.
 
+use crate::PortError;
 use crate::clock::{Clock, SystemClock};
 use crate::ports::{
-    CasOutcome, LeaseRecord, LookupOutcome, ObjectMeta, ObjectStore, ObjectVersion,
-    PutCondition, RecordKind, Resolver, Revision, SecretData, SecretMetadata, SecretStore,
-    SecretValue, SecretVersionInfo, StoredObject, Witness, WitnessRead,
+    CasOutcome, LeaseRecord, LookupOutcome, ObjectMeta, ObjectStore, ObjectVersion, PutCondition,
+    RecordKind, Resolver, Revision, SecretData, SecretMetadata, SecretStore, SecretValue,
+    SecretVersionInfo, StoredObject, Witness, WitnessRead,
 };
-use crate::PortError;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
@@ -106,10 +106,13 @@ impl ObjectStore for MemObjectStore {
     async fn get(&self, key: &str) -> Result<Option<StoredObject>, PortError> {
         self.outage.check("mem-object-store")?;
         let s = lock(&self.state);
-        Ok(s.keys.get(key).and_then(|vs| current(vs)).map(|v| StoredObject {
-            meta: Self::meta(key, v),
-            body: v.body.clone().unwrap_or_default(),
-        }))
+        Ok(s.keys
+            .get(key)
+            .and_then(|vs| current(vs))
+            .map(|v| StoredObject {
+                meta: Self::meta(key, v),
+                body: v.body.clone().unwrap_or_default(),
+            }))
     }
 
     async fn put(
@@ -123,14 +126,20 @@ impl ObjectStore for MemObjectStore {
             return Err(PortError::Invalid("object key must not be empty".into()));
         }
         let mut s = lock(&self.state);
-        let existing = s.keys.get(key).and_then(|vs| current(vs)).map(|v| v.etag.clone());
+        let existing = s
+            .keys
+            .get(key)
+            .and_then(|vs| current(vs))
+            .map(|v| v.etag.clone());
         let ok = match (&condition, &existing) {
             (PutCondition::Always, _) | (PutCondition::IfAbsent, None) => true,
             (PutCondition::IfMatch(want), Some(have)) => want == have,
             (PutCondition::IfAbsent, Some(_)) | (PutCondition::IfMatch(_), None) => false,
         };
         if !ok {
-            return Err(PortError::PreconditionFailed { what: key.to_owned() });
+            return Err(PortError::PreconditionFailed {
+                what: key.to_owned(),
+            });
         }
         s.next_version += 1;
         let v = MemVersion {
@@ -173,7 +182,11 @@ impl ObjectStore for MemObjectStore {
         self.outage.check("mem-object-store")?;
         let s = lock(&self.state);
         let mut out = Vec::new();
-        for (k, vs) in s.keys.range(prefix.to_owned()..).take_while(|(k, _)| k.starts_with(prefix)) {
+        for (k, vs) in s
+            .keys
+            .range(prefix.to_owned()..)
+            .take_while(|(k, _)| k.starts_with(prefix))
+        {
             let n = vs.len();
             for (i, v) in vs.iter().enumerate().rev() {
                 out.push(ObjectVersion {
@@ -296,10 +309,10 @@ impl SecretStore for MemSecretStore {
         let mut s = lock(&self.state);
         let entry = s.entry(path.to_owned()).or_default();
         let current = entry.versions.len() as u64;
-        if let Some(want) = cas {
-            if want != current {
-                return Err(PortError::PreconditionFailed { what: path.to_owned() });
-            }
+        if cas.is_some_and(|want| want != current) {
+            return Err(PortError::PreconditionFailed {
+                what: path.to_owned(),
+            });
         }
         entry.versions.push(MemSecretVersion {
             created_at: now,
@@ -383,11 +396,27 @@ impl MemResolver {
     pub fn with_sre_test_zone(name: impl Into<String>) -> Self {
         let r = Self::new(name);
         let z = super::contract::ResolverFixture::sre_test();
-        r.set(&z.a_name, RecordKind::A, LookupOutcome::Answer(vec![z.a_addr]));
-        r.set(&z.nodata_name, RecordKind::A, LookupOutcome::Answer(vec![z.nodata_a_addr]));
+        r.set(
+            &z.a_name,
+            RecordKind::A,
+            LookupOutcome::Answer(vec![z.a_addr]),
+        );
+        r.set(
+            &z.nodata_name,
+            RecordKind::A,
+            LookupOutcome::Answer(vec![z.nodata_a_addr]),
+        );
         r.set(&z.nodata_name, RecordKind::Aaaa, LookupOutcome::NoData);
-        r.set(&z.dual_name, RecordKind::A, LookupOutcome::Answer(vec![z.dual_a_addr]));
-        r.set(&z.dual_name, RecordKind::Aaaa, LookupOutcome::Answer(vec![z.dual_aaaa_addr]));
+        r.set(
+            &z.dual_name,
+            RecordKind::A,
+            LookupOutcome::Answer(vec![z.dual_a_addr]),
+        );
+        r.set(
+            &z.dual_name,
+            RecordKind::Aaaa,
+            LookupOutcome::Answer(vec![z.dual_aaaa_addr]),
+        );
         r
     }
 
@@ -399,7 +428,11 @@ impl MemResolver {
 
     /// Sets one address for a name, choosing A or AAAA by the address family.
     pub fn set_addr(&self, name: &str, addr: IpAddr) {
-        let kind = if addr.is_ipv4() { RecordKind::A } else { RecordKind::Aaaa };
+        let kind = if addr.is_ipv4() {
+            RecordKind::A
+        } else {
+            RecordKind::Aaaa
+        };
         self.set(name, kind, LookupOutcome::Answer(vec![addr]));
     }
 

@@ -104,7 +104,9 @@ mod tests {
     async fn outages_are_retryable_errors() {
         let s = MemObjectStore::new();
         s.set_unavailable(true);
-        let err = crate::ports::ObjectStore::get(&s, "k").await.expect_err("down");
+        let err = crate::ports::ObjectStore::get(&s, "k")
+            .await
+            .expect_err("down");
         assert!(err.is_retryable(), "{err}");
     }
 
