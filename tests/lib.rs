@@ -1,2 +1,3 @@
-//! Cross-crate end-to-end tests live in this package's `tests/` directory; the library
-//! itself is empty and only exists so that the package is a workspace member.
+//! Cross-crate end-to-end tests. The scenarios live in `tests/e2e.rs` (one test binary,
+//! one module per scenario) and run against the real servers that `cargo xtask test`
+//! starts; the library itself is empty and only makes this package a workspace member.
