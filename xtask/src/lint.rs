@@ -41,6 +41,12 @@ const BANNED_EXACT: &[&str] = &[
 /// SDK families only adapters may use (name prefixes).
 const BANNED_PREFIX: &[&str] = &["sre-adapter-", "aws-", "hickory-"];
 
+/// Optional dependencies a domain crate may declare behind an opt-in feature that only
+/// binaries enable: sre-core's `otlp` feature carries the trace exporter so that every
+/// binary shares one telemetry set-up. Libraries never turn it on (their default
+/// features are empty), so the domain logic still compiles without it.
+const FEATURE_GATED: &[(&str, &str)] = &[("sre-core", "opentelemetry-otlp")];
+
 fn is_banned(name: &str) -> bool {
     BANNED_EXACT.contains(&name) || BANNED_PREFIX.iter().any(|p| name.starts_with(p))
 }
@@ -138,6 +144,9 @@ pub fn check_deps(
         };
         for dep in edges.get(id).map_or(&[][..], Vec::as_slice) {
             let dep_name = name_of(dep);
+            if FEATURE_GATED.contains(&(pkg.name, dep_name)) {
+                continue;
+            }
             if is_banned(dep_name) {
                 report(
                     dep_name,
@@ -384,14 +393,32 @@ mod tests {
             &[
                 ("sre-failover", "sre-core", None),
                 ("sre-gdpr", "sre-core", None),
+                ("sre-core", "kube", None),
+            ],
+            &["kube"],
+        );
+        let got = check(&m);
+        assert_eq!(got.len(), 1, "{got:?}");
+        assert!(
+            got[0].contains("domain crate sre-core depends on kube"),
+            "{got:?}"
+        );
+    }
+
+    #[test]
+    fn the_feature_gated_otlp_exporter_in_sre_core_is_allowed_but_not_elsewhere() {
+        let m = meta(
+            &["sre-core", "sre-gdpr"],
+            &[
                 ("sre-core", "opentelemetry-otlp", None),
+                ("sre-gdpr", "opentelemetry-otlp", None),
             ],
             &["opentelemetry-otlp"],
         );
         let got = check(&m);
         assert_eq!(got.len(), 1, "{got:?}");
         assert!(
-            got[0].contains("domain crate sre-core depends on opentelemetry-otlp"),
+            got[0].contains("domain crate sre-gdpr depends on opentelemetry-otlp"),
             "{got:?}"
         );
     }
