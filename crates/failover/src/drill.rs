@@ -316,7 +316,9 @@ pub fn run_scenario(s: &Scenario) -> ScenarioResult {
         failures.push("a generation went backwards".into());
     }
     match (s.expect.promotion, promote_after_s) {
-        (Some(true), None) => failures.push("the active was lost and no region took over".into()),
+        (Some(true), None) => {
+            failures.push("expected a promotion after the active was lost; none happened".into());
+        }
         (Some(true), Some(t)) if t > bound_s => {
             failures.push(format!(
                 "took {t:.1}s to promote, over the bound of {bound_s:.1}s"
