@@ -13,6 +13,7 @@ pub mod decide;
 pub mod lint;
 pub mod model;
 pub mod plan;
+pub mod ports;
 pub mod state;
 
 #[cfg(feature = "sim")]
