@@ -261,6 +261,16 @@ pub fn main(args: &[String]) -> Result<i32> {
     {
         failed.push("clippy");
     }
+    println!("lint: cargo doc --workspace --no-deps (warnings are errors)");
+    if !run_inherit(
+        cargo()
+            .args(["doc", "--workspace", "--no-deps", "--quiet"])
+            .env("RUSTDOCFLAGS", "-D warnings"),
+    )?
+    .success()
+    {
+        failed.push("rustdoc");
+    }
     println!("lint: dependency direction (domain crates stay sans-IO)");
     let deps = run_deps_check(&root)?;
     for v in &deps {

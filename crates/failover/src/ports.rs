@@ -1,6 +1,6 @@
 //! The ports the failover shell drives the three layers through, one trait per layer and
 //! methods named by intent. The Kubernetes implementations live in `sre-adapter-kube`;
-//! in-memory fakes are in [`crate::ports::testing`] (feature `test-util`).
+//! in-memory fakes are in the `testing` module (feature `test-util`).
 //!
 //! Every write carries the lease generation (the fencing token). An implementation
 //! stamps it on the object it changes (an annotation or a field) and refuses with
