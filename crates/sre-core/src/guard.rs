@@ -449,7 +449,7 @@ pub enum GuardBlock {
 }
 
 impl GuardBlock {
-    /// Stable label for metrics (`sre_remediation_blocked_total{reason}`).
+    /// Stable label for metrics (`sre_remediation_actions_blocked_total{reason}`).
     #[must_use]
     pub fn kind(&self) -> &'static str {
         match self {

@@ -1,0 +1,311 @@
+//! The webhook's configuration: a YAML/TOML file plus `SRE_REMEDIATION__...` environment
+//! overrides, deserialised strictly and validated with every problem reported at once.
+//!
+//! The bearer token is deliberately not a config key: it comes from `token_file` (a path)
+//! or the `SRE_REMEDIATION_TOKEN` variable, so that it never sits in a config file that
+//! is committed, printed or logged.
+
+use serde::Deserialize;
+use sre_core::config::{ConfigError, Validate};
+use sre_core::guard::{Backoff, Budget, Cents, Jitter};
+use sre_remediation::plan::{BlastRadius, Policy};
+use std::fmt;
+use std::net::SocketAddr;
+use std::num::NonZeroU32;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Environment prefix for config overrides (`SRE_REMEDIATION__ENGINE__COOLDOWN=10m`).
+pub const ENV_PREFIX: &str = "SRE_REMEDIATION";
+/// Environment variable holding the bearer token when `token_file` is not set.
+pub const TOKEN_ENV: &str = "SRE_REMEDIATION_TOKEN";
+
+/// The config file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default = "default_listen")]
+    listen: String,
+    #[serde(default = "default_true")]
+    dry_run: bool,
+    #[serde(default)]
+    token_file: Option<PathBuf>,
+    #[serde(default)]
+    rules_file: Option<PathBuf>,
+    #[serde(default = "default_body")]
+    max_body_bytes: usize,
+    #[serde(default)]
+    engine: Option<RawEngine>,
+}
+
+/// Engine tuning as written; every key has a conservative default.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEngine {
+    #[serde(default = "d_cooldown", with = "humantime_serde")]
+    cooldown: Duration,
+    #[serde(default = "d_backoff_max", with = "humantime_serde")]
+    backoff_max: Duration,
+    #[serde(default = "d_escalate_after")]
+    escalate_after: u32,
+    #[serde(default = "d_cool_off", with = "humantime_serde")]
+    escalation_cool_off: Duration,
+    #[serde(default = "d_dedupe", with = "humantime_serde")]
+    dedupe_window: Duration,
+    #[serde(default = "d_max_targets")]
+    max_targets_per_window: u32,
+    #[serde(default = "d_window", with = "humantime_serde")]
+    blast_window: Duration,
+    #[serde(default = "d_pct")]
+    max_replica_pct: u32,
+    #[serde(default)]
+    budget_limit_cents: Option<u64>,
+    #[serde(default = "d_retention", with = "humantime_serde")]
+    retention: Duration,
+}
+
+fn default_listen() -> String {
+    "127.0.0.1:9095".into()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_body() -> usize {
+    1024 * 1024
+}
+fn d_cooldown() -> Duration {
+    Duration::from_mins(5)
+}
+fn d_backoff_max() -> Duration {
+    Duration::from_hours(1)
+}
+fn d_escalate_after() -> u32 {
+    3
+}
+fn d_cool_off() -> Duration {
+    Duration::from_hours(1)
+}
+fn d_dedupe() -> Duration {
+    Duration::from_mins(10)
+}
+fn d_max_targets() -> u32 {
+    5
+}
+fn d_window() -> Duration {
+    Duration::from_mins(10)
+}
+fn d_pct() -> u32 {
+    25
+}
+fn d_retention() -> Duration {
+    Duration::from_hours(24)
+}
+
+fn default_engine() -> RawEngine {
+    RawEngine {
+        cooldown: d_cooldown(),
+        backoff_max: d_backoff_max(),
+        escalate_after: d_escalate_after(),
+        escalation_cool_off: d_cool_off(),
+        dedupe_window: d_dedupe(),
+        max_targets_per_window: d_max_targets(),
+        blast_window: d_window(),
+        max_replica_pct: d_pct(),
+        budget_limit_cents: None,
+        retention: d_retention(),
+    }
+}
+
+/// The validated configuration.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Plan and report only (the only mode until executors land).
+    pub dry_run: bool,
+    /// Where the bearer token is read from, when not from the environment.
+    pub token_file: Option<PathBuf>,
+    /// Rule file replacing the built-in rules.
+    pub rules_file: Option<PathBuf>,
+    /// Larger request bodies are refused with 413.
+    pub max_body_bytes: usize,
+    /// Engine limits.
+    pub policy: Policy,
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("dry_run", &self.dry_run)
+            .field("rules_file", &self.rules_file)
+            .field("max_body_bytes", &self.max_body_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Validate for RawConfig {
+    type Valid = Config;
+
+    fn validate(self) -> Result<Config, Vec<ConfigError>> {
+        let mut errs = Vec::new();
+        let listen = self
+            .listen
+            .parse::<SocketAddr>()
+            .map_err(|e| errs.push(ConfigError::new("listen", format!("not host:port: {e}"))))
+            .ok();
+        if self.max_body_bytes == 0 {
+            errs.push(ConfigError::new("max_body_bytes", "must be above zero"));
+        }
+        let e = self.engine.unwrap_or_else(default_engine);
+        let nz = |v: u32, path: &str, errs: &mut Vec<ConfigError>| {
+            NonZeroU32::new(v).or_else(|| {
+                errs.push(ConfigError::new(path, "must be at least 1"));
+                None
+            })
+        };
+        let escalate_after = nz(e.escalate_after, "engine.escalate_after", &mut errs);
+        let max_targets = nz(
+            e.max_targets_per_window,
+            "engine.max_targets_per_window",
+            &mut errs,
+        );
+        if !(1..=100).contains(&e.max_replica_pct) {
+            errs.push(ConfigError::new("engine.max_replica_pct", "must be 1-100"));
+        }
+        if e.cooldown.is_zero() {
+            errs.push(ConfigError::new("engine.cooldown", "must be above zero"));
+        }
+        if e.escalation_cool_off < e.cooldown {
+            // A trial after escalation is spaced by the cool-off, not the cooldown.
+            errs.push(ConfigError::new(
+                "engine.escalation_cool_off",
+                "must be at least engine.cooldown",
+            ));
+        }
+        if e.backoff_max < e.cooldown {
+            errs.push(ConfigError::new(
+                "engine.backoff_max",
+                "must be at least engine.cooldown",
+            ));
+        }
+        if e.blast_window.is_zero() {
+            errs.push(ConfigError::new(
+                "engine.blast_window",
+                "must be above zero",
+            ));
+        }
+        let (Some(listen), Some(escalate_after), Some(max_targets), true) =
+            (listen, escalate_after, max_targets, errs.is_empty())
+        else {
+            return Err(errs);
+        };
+        Ok(Config {
+            listen,
+            dry_run: self.dry_run,
+            token_file: self.token_file,
+            rules_file: self.rules_file,
+            max_body_bytes: self.max_body_bytes,
+            policy: Policy {
+                cooldown: e.cooldown,
+                backoff: Backoff::new(
+                    e.cooldown,
+                    NonZeroU32::MIN.saturating_add(1),
+                    e.backoff_max,
+                    Jitter::None,
+                ),
+                escalate_after,
+                escalation_cool_off: e.escalation_cool_off,
+                dedupe_window: e.dedupe_window,
+                blast_radius: BlastRadius {
+                    max_targets,
+                    window: e.blast_window,
+                    max_replica_pct: e.max_replica_pct,
+                },
+                budget: e.budget_limit_cents.map(|c| Budget::new(Cents(c))),
+                retention: e.retention,
+            },
+        })
+    }
+}
+
+/// The bearer token Alertmanager must send. `Debug` never shows it.
+#[derive(Clone)]
+pub struct BearerToken(Vec<u8>);
+
+impl BearerToken {
+    /// A token from its text; surrounding whitespace (a trailing newline in a file) is
+    /// dropped. Empty tokens are refused: they would accept `Authorization: Bearer `.
+    #[must_use]
+    pub fn new(text: &str) -> Option<Self> {
+        let t = text.trim();
+        (!t.is_empty()).then(|| Self(t.as_bytes().to_vec()))
+    }
+
+    /// The token bytes, for the constant-time comparison.
+    #[must_use]
+    pub fn expose(&self) -> &[u8] {
+        &self.0
+    }
+}
+
+impl fmt::Debug for BearerToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("BearerToken(<redacted>)")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sre_core::config::{EnvOverrides, Format, Source, load};
+
+    fn yaml(text: &str, vars: &[(&str, &str)]) -> Result<Config, sre_core::config::ConfigErrors> {
+        load::<RawConfig>(
+            &Source::Text {
+                name: "c.yaml".into(),
+                text: text.into(),
+                format: Format::Yaml,
+            },
+            &EnvOverrides::with_prefix(ENV_PREFIX),
+            vars.iter().map(|(a, b)| ((*a).to_owned(), (*b).to_owned())),
+        )
+    }
+
+    #[test]
+    fn defaults_env_overrides_and_all_errors() {
+        let c = yaml("{}", &[("SRE_REMEDIATION__ENGINE__COOLDOWN", "2m")]).expect("valid");
+        assert!(c.dry_run);
+        assert_eq!(c.max_body_bytes, 1024 * 1024);
+        assert_eq!(c.policy.cooldown, Duration::from_mins(2));
+        assert_eq!(c.policy.budget, None);
+        let err = yaml(
+            "listen: nowhere\nmax_body_bytes: 0\nengine: {escalate_after: 0, max_replica_pct: 101, cooldown: 2h}\n",
+            &[],
+        )
+        .expect_err("invalid");
+        let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "listen",
+                "max_body_bytes",
+                "engine.escalate_after",
+                "engine.max_replica_pct",
+                "engine.escalation_cool_off",
+                "engine.backoff_max"
+            ],
+            "{err}"
+        );
+        let err = yaml("token: hunter2\n", &[]).expect_err("unknown key");
+        assert_eq!(err.errors[0].path, "token");
+    }
+
+    #[test]
+    fn token_is_never_debug_printed() {
+        let t = BearerToken::new(" s3cret\n").expect("non-empty");
+        assert_eq!(t.expose(), b"s3cret");
+        assert!(!format!("{t:?}").contains("s3cret"));
+        assert!(BearerToken::new("  \n").is_none());
+    }
+}

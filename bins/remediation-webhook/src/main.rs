@@ -1,0 +1,122 @@
+//! `remediation-webhook`: receives Alertmanager webhooks and plans remediation actions.
+//! Wiring only: arguments -> config -> token and rules -> telemetry -> server; errors map
+//! to exit codes (64 usage/config, 69 cannot listen, 1 other).
+
+use anyhow::Context as _;
+use clap::Parser;
+use remediation_webhook::config::{BearerToken, Config, ENV_PREFIX, RawConfig, TOKEN_ENV};
+use remediation_webhook::server::{AppState, router};
+use sre_core::SystemClock;
+use sre_core::config::{EnvOverrides, Source, load};
+use sre_core::telemetry::{self, LogFormat};
+use sre_remediation::rules::RuleSet;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+/// Alertmanager webhook receiver that plans remediation actions.
+#[derive(Debug, Parser)]
+#[command(name = "remediation-webhook", version, about, long_about = None)]
+struct Args {
+    /// Config file (.yaml, .yml or .toml); `SRE_REMEDIATION__...` variables override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Plan and report only; execute nothing (also the config default).
+    #[arg(long)]
+    dry_run: bool,
+    /// Log as human-readable text instead of JSON lines.
+    #[arg(long)]
+    text_logs: bool,
+}
+
+fn main() -> ExitCode {
+    let args = match Args::try_parse() {
+        Ok(a) => a,
+        Err(e) => {
+            let code = if e.use_stderr() { 64 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let source = args.config.clone().map_or(Source::Empty, Source::File);
+    let mut cfg: Config = match load::<RawConfig>(
+        &source,
+        &EnvOverrides::with_prefix(ENV_PREFIX),
+        std::env::vars(),
+    ) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(64);
+        }
+    };
+    cfg.dry_run |= args.dry_run;
+    let (token, rules) = match (read_token(&cfg), read_rules(&cfg)) {
+        (Ok(t), Ok(r)) => (t, r),
+        (t, r) => {
+            for e in [t.err(), r.err()].into_iter().flatten() {
+                eprintln!("{e:#}");
+            }
+            return ExitCode::from(64);
+        }
+    };
+    let format = if args.text_logs {
+        LogFormat::Text
+    } else {
+        LogFormat::Json
+    };
+    let _telemetry = match telemetry::init("remediation-webhook", format) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("telemetry: {e}");
+            return ExitCode::from(64);
+        }
+    };
+    match serve(&cfg, token, rules) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!(error = format!("{e:#}"), "webhook stopped");
+            let unavailable = e.downcast_ref::<std::io::Error>().is_some();
+            ExitCode::from(if unavailable { 69 } else { 1 })
+        }
+    }
+}
+
+fn read_token(cfg: &Config) -> anyhow::Result<BearerToken> {
+    let text = match &cfg.token_file {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("token_file {}", p.display()))?
+        }
+        None => std::env::var(TOKEN_ENV)
+            .with_context(|| format!("no bearer token: set {TOKEN_ENV} or token_file"))?,
+    };
+    BearerToken::new(&text).context("the bearer token is empty")
+}
+
+fn read_rules(cfg: &Config) -> anyhow::Result<RuleSet> {
+    match &cfg.rules_file {
+        Some(p) => Ok(RuleSet::load(&Source::File(p.clone()))?),
+        None => Ok(RuleSet::builtin()?),
+    }
+}
+
+#[tokio::main]
+async fn serve(cfg: &Config, token: BearerToken, rules: RuleSet) -> anyhow::Result<()> {
+    let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
+    tracing::info!(listen = %cfg.listen, dry_run = cfg.dry_run, rules = rules.rules().len(), "remediation webhook up");
+    let state = AppState::new(
+        token,
+        rules,
+        cfg.policy,
+        cfg.dry_run,
+        cfg.max_body_bytes,
+        Arc::new(SystemClock::new()),
+        telemetry::metrics_registry(),
+    );
+    axum::serve(listener, router(Arc::new(state)))
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    Ok(())
+}
