@@ -11,7 +11,7 @@ use std::fmt;
 use vaultrs::api::kv2::requests::{
     ReadSecretRequest, SetSecretMetadataRequest, SetSecretRequestOptions,
 };
-use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+use vaultrs::client::VaultClient;
 
 /// The [`SecretStore`] port over an OpenBao (or Vault) KV v2 mount.
 ///
@@ -36,29 +36,7 @@ impl BaoSecretStore {
     /// Builds the client. No request is made: an unreachable or sealed server shows up as
     /// [`PortError::Unavailable`] on the first call.
     pub fn new(config: &BaoConfig) -> Result<Self, Error> {
-        let invalid = |reason: String| Error::InvalidAddress {
-            address: config.address.clone(),
-            reason,
-        };
-        // vaultrs' builder panics on an unparsable address, so parse it first.
-        let url = url::Url::parse(&config.address).map_err(|e| invalid(e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") {
-            return Err(invalid(format!(
-                "scheme {:?} is not http or https",
-                url.scheme()
-            )));
-        }
-        let mut b = VaultClientSettingsBuilder::default();
-        b.address(url.as_str())
-            .token(config.token.clone())
-            .timeout(Some(config.timeout))
-            // Explicit values, so that the builder's defaults never read VAULT_* variables.
-            .verify(true)
-            .ca_certs(config.ca_certs.clone())
-            .identity(None)
-            .namespace(config.namespace.clone());
-        let settings = b.build().map_err(|e| invalid(e.to_string()))?;
-        let client = VaultClient::new(settings).map_err(|source| Error::Client { source })?;
+        let client = crate::client::build(config)?;
         Ok(Self {
             client,
             mount: config.mount.clone(),

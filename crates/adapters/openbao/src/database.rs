@@ -1,0 +1,286 @@
+//! [`BaoDatabase`]: the OpenBao database secrets engine with the PostgreSQL plugin:
+//! connections, dynamic roles, credentials with their leases, renewal and revocation.
+
+use crate::client::{self, Raw};
+use crate::config::BaoConfig;
+use crate::error::{BACKEND, Error, Failure};
+use sre_core::PortError;
+use std::fmt;
+use std::time::Duration;
+use vaultrs::api::database::requests::{PostgreSQLConnectionRequest, SetRoleRequest};
+use vaultrs::client::VaultClient;
+
+/// How the engine reaches PostgreSQL as the account that creates and drops roles.
+#[derive(Clone)]
+pub struct PostgresConnection {
+    /// A libpq URL with `{{username}}` and `{{password}}` placeholders, which the engine
+    /// fills from `username`/`password` (so the password is not part of the URL and the
+    /// engine can rotate it).
+    pub connection_url: String,
+    /// The administrative user.
+    pub username: String,
+    /// Its password. Never logged.
+    pub password: String,
+    /// Roles allowed to use this connection.
+    pub allowed_roles: Vec<String>,
+}
+
+impl fmt::Debug for PostgresConnection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PostgresConnection")
+            .field("connection_url", &self.connection_url)
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("allowed_roles", &self.allowed_roles)
+            .finish()
+    }
+}
+
+/// A role that mints a fresh database user per credential request.
+#[derive(Debug, Clone)]
+pub struct DynamicRole {
+    /// Role name (the `creds/<name>` path).
+    pub name: String,
+    /// SQL run to create the user; `{{name}}`, `{{password}}`, `{{expiration}}` are
+    /// filled in by the engine.
+    pub creation_statements: Vec<String>,
+    /// SQL run on revocation; empty: the plugin's default (drop the role).
+    pub revocation_statements: Vec<String>,
+    /// Lease length without renewal.
+    pub default_ttl: Duration,
+    /// Upper bound that renewals cannot pass.
+    pub max_ttl: Duration,
+}
+
+/// An OpenBao lease: what to renew or revoke, and for how long it is valid now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The lease id (`<mount>/creds/<role>/<id>`).
+    pub id: String,
+    /// Time left.
+    pub duration: Duration,
+    /// Whether it can be extended.
+    pub renewable: bool,
+}
+
+/// Credentials minted by the engine. `Debug` redacts the password.
+#[derive(Clone, PartialEq, Eq)]
+pub struct DbCredential {
+    /// The database user the engine created.
+    pub username: String,
+    /// Its password.
+    pub password: String,
+    /// The lease that keeps the user alive.
+    pub lease: Lease,
+}
+
+impl fmt::Debug for DbCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("DbCredential")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("lease", &self.lease)
+            .finish()
+    }
+}
+
+/// The database secrets engine at one mount.
+pub struct BaoDatabase {
+    client: VaultClient,
+    mount: String,
+}
+
+impl fmt::Debug for BaoDatabase {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BaoDatabase")
+            .field("address", &self.client.settings.address.as_str())
+            .field("mount", &self.mount)
+            .finish_non_exhaustive()
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{}s", d.as_secs())
+}
+
+fn malformed(what: &str, message: impl Into<String>) -> PortError {
+    PortError::Malformed {
+        backend: BACKEND,
+        what: what.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Reads the lease fields of a response envelope (or of `sys/leases/renew`'s answer,
+/// which has the same names at the top level).
+fn lease(v: &serde_json::Value, what: &str) -> Result<Lease, PortError> {
+    let id = v
+        .get("lease_id")
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| malformed(what, "no lease_id"))?;
+    let duration = v
+        .get("lease_duration")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| malformed(what, "no lease_duration"))?;
+    Ok(Lease {
+        id: id.to_owned(),
+        duration: Duration::from_secs(duration),
+        renewable: v
+            .get("renewable")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
+    })
+}
+
+impl BaoDatabase {
+    /// The engine at `mount` (e.g. `database`). No request is made.
+    pub fn new(config: &BaoConfig, mount: impl Into<String>) -> Result<Self, Error> {
+        Ok(Self {
+            client: client::build(config)?,
+            mount: mount.into(),
+        })
+    }
+
+    /// The mount this engine is at.
+    #[must_use]
+    pub fn mount(&self) -> &str {
+        &self.mount
+    }
+
+    /// Mounts the engine; already mounted is success.
+    #[tracing::instrument(skip_all, fields(mount = %self.mount))]
+    pub async fn enable(&self) -> Result<(), PortError> {
+        client::enable_engine(&self.client, &self.mount, "database").await
+    }
+
+    /// Creates or replaces connection `name` with `postgresql-database-plugin`. The
+    /// engine connects once to verify, so wrong credentials fail here.
+    #[tracing::instrument(skip_all, fields(mount = %self.mount, connection = name))]
+    pub async fn configure_postgres(
+        &self,
+        name: &str,
+        conn: &PostgresConnection,
+    ) -> Result<(), PortError> {
+        let mut b = PostgreSQLConnectionRequest::builder();
+        b.connection_url(conn.connection_url.clone())
+            .plugin_name("postgresql-database-plugin".to_owned())
+            .username(conn.username.clone())
+            .password(conn.password.clone())
+            .allowed_roles(conn.allowed_roles.clone())
+            .verify_connection(true);
+        vaultrs::database::connection::postgres(&self.client, &self.mount, name, Some(&mut b))
+            .await
+            .map_err(|e| Failure::from_client(&e).into_port(name))
+    }
+
+    /// Creates or replaces a dynamic role on connection `db`.
+    #[tracing::instrument(skip_all, fields(mount = %self.mount, role = %role.name))]
+    pub async fn set_role(&self, db: &str, role: &DynamicRole) -> Result<(), PortError> {
+        let mut b = SetRoleRequest::builder();
+        b.db_name(db.to_owned())
+            .creation_statements(role.creation_statements.clone())
+            .default_ttl(secs(role.default_ttl))
+            .max_ttl(secs(role.max_ttl));
+        if !role.revocation_statements.is_empty() {
+            b.revocation_statements(role.revocation_statements.clone());
+        }
+        vaultrs::database::role::set(&self.client, &self.mount, &role.name, Some(&mut b))
+            .await
+            .map_err(|e| Failure::from_client(&e).into_port(&role.name))
+    }
+
+    /// Mints credentials from `role`: the engine creates the database user now.
+    /// (`vaultrs::database::role::creds` drops the lease, hence the raw request.)
+    #[tracing::instrument(skip_all, fields(mount = %self.mount, role))]
+    pub async fn issue(&self, role: &str) -> Result<DbCredential, PortError> {
+        let path = format!("{}/creds/{role}", self.mount);
+        let v = client::envelope(&self.client, Raw::get(path.clone()), &path).await?;
+        let field = |k: &str| {
+            v.get("data")
+                .and_then(|d| d.get(k))
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| malformed(&path, format!("no data.{k}")))
+        };
+        Ok(DbCredential {
+            username: field("username")?,
+            password: field("password")?,
+            lease: lease(&v, &path)?,
+        })
+    }
+
+    /// Extends a lease by `increment` (capped by the role's `max_ttl`).
+    #[tracing::instrument(skip_all, fields(mount = %self.mount))]
+    pub async fn renew(&self, lease_id: &str, increment: Duration) -> Result<Lease, PortError> {
+        let body = serde_json::json!({ "lease_id": lease_id, "increment": increment.as_secs() });
+        let v = client::envelope(
+            &self.client,
+            Raw::put("sys/leases/renew", body),
+            "sys/leases/renew",
+        )
+        .await?;
+        lease(&v, "sys/leases/renew")
+    }
+
+    /// Revokes a lease now: the engine drops the database user. Revoking a lease that
+    /// is already gone succeeds, so a retried revocation is harmless.
+    #[tracing::instrument(skip_all, fields(mount = %self.mount))]
+    pub async fn revoke(&self, lease_id: &str) -> Result<(), PortError> {
+        let body = serde_json::json!({ "lease_id": lease_id });
+        client::empty(
+            &self.client,
+            Raw::put("sys/leases/revoke", body),
+            "sys/leases/revoke",
+        )
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lease_fields_are_read_and_missing_ones_are_malformed() {
+        let v = serde_json::json!({"lease_id": "db/creds/r/abc", "lease_duration": 3600, "renewable": true});
+        assert_eq!(
+            lease(&v, "p"),
+            Ok(Lease {
+                id: "db/creds/r/abc".into(),
+                duration: Duration::from_hours(1),
+                renewable: true
+            })
+        );
+        let err = lease(
+            &serde_json::json!({"lease_id": "", "lease_duration": 1}),
+            "p",
+        );
+        assert!(matches!(err, Err(PortError::Malformed { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn debug_never_prints_passwords() {
+        let c = DbCredential {
+            username: "v-root-r-1".into(),
+            password: "A1a-very-secret".into(),
+            lease: Lease {
+                id: "x".into(),
+                duration: Duration::ZERO,
+                renewable: false,
+            },
+        };
+        let p = PostgresConnection {
+            connection_url: "postgresql://{{username}}:{{password}}@h/db".into(),
+            username: "postgres".into(),
+            password: "A1a-very-secret".into(),
+            allowed_roles: vec![],
+        };
+        for s in [format!("{c:?}"), format!("{p:?}")] {
+            assert!(
+                !s.contains("very-secret") && s.contains("<redacted>"),
+                "{s}"
+            );
+        }
+    }
+}

@@ -1,0 +1,449 @@
+//! Rotation of dynamic PostgreSQL credentials through the real OpenBao database engine,
+//! with the state kept in real OpenBao KV v2 custom metadata (servers from `cargo xtask
+//! services up`):
+//! - zero failed logins: consumers log in continuously with whatever credentials they
+//!   currently hold while the state machine rotates several times;
+//! - a crash injected between every pair of steps resumes to a consistent state.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sre_adapter_openbao::{
+    BaoConfig, BaoDatabase, BaoSecretStore, DynamicRole, PostgresConnection,
+};
+use sre_core::PortError;
+use sre_core::ports::{SecretData, SecretMetadata, SecretStore, SecretValue};
+use sre_core::testing::test_env;
+use sre_rotation::model::{ApprovalPolicy, Cadence, ManagedSecret, SecretClass};
+use sre_rotation::run::{self, Ports};
+use sre_rotation::{CredentialTarget, Phase, Step, Verification};
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+fn config() -> BaoConfig {
+    BaoConfig::new(
+        test_env("SRE_TEST_BAO_ADDR"),
+        test_env("SRE_TEST_BAO_TOKEN"),
+    )
+}
+
+fn unique(tag: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("sre-test-{tag}-{}-{nanos}", std::process::id())
+}
+
+/// A real login over TCP with scram; `Ok(Err(reason))` when PostgreSQL refused it.
+async fn login(cred: &SecretData) -> Result<Result<(), String>, PortError> {
+    let port: u16 = test_env("SRE_TEST_PG_PORT")
+        .parse()
+        .expect("SRE_TEST_PG_PORT");
+    let connected = tokio_postgres::Config::new()
+        .host(test_env("SRE_TEST_PG_HOST"))
+        .port(port)
+        .user(cred.get("username").unwrap_or_default())
+        .password(cred.get("password").unwrap_or_default())
+        .dbname("postgres")
+        .connect_timeout(Duration::from_secs(5))
+        .connect(tokio_postgres::NoTls)
+        .await;
+    let (client, conn) = match connected {
+        Ok(c) => c,
+        Err(e) => {
+            return match e.as_db_error() {
+                Some(db) => Ok(Err(format!("{}: {}", db.code().code(), db.message()))),
+                None => Err(PortError::Unavailable {
+                    backend: "postgres",
+                    message: e.to_string(),
+                }),
+            };
+        }
+    };
+    let task = tokio::spawn(conn);
+    let res = client.simple_query("SELECT 1").await;
+    drop(client);
+    let _ = task.await;
+    Ok(res.map(|_| ()).map_err(|e| e.to_string()))
+}
+
+/// The `CredentialTarget` for dynamic credentials: OpenBao mints the user (so `install`
+/// has nothing to do), a real login tests it, revoking the lease drops it.
+struct PgDynamicTarget {
+    db: BaoDatabase,
+    role: String,
+}
+
+#[async_trait]
+impl CredentialTarget for PgDynamicTarget {
+    async fn issue(&self) -> Result<SecretData, PortError> {
+        let c = self.db.issue(&self.role).await?;
+        Ok(SecretData::from_pairs([
+            ("username", c.username),
+            ("password", c.password),
+            ("lease_id", c.lease.id),
+        ]))
+    }
+    async fn install(&self, _credential: &SecretData) -> Result<(), PortError> {
+        Ok(())
+    }
+    async fn verify(&self, credential: &SecretData) -> Result<Verification, PortError> {
+        Ok(match login(credential).await? {
+            Ok(()) => Verification::Accepted,
+            Err(reason) => Verification::Refused { reason },
+        })
+    }
+    async fn revoke(&self, credential: &SecretData) -> Result<(), PortError> {
+        let lease = credential
+            .get("lease_id")
+            .ok_or_else(|| PortError::Invalid("credential without lease_id".into()))?;
+        self.db.revoke(lease).await
+    }
+}
+
+async fn pg_target(tag: &str) -> PgDynamicTarget {
+    let db = BaoDatabase::new(&config(), unique(tag)).expect("client");
+    db.enable().await.expect("enable");
+    db.configure_postgres(
+        "pg",
+        &PostgresConnection {
+            connection_url: format!(
+                "postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/postgres?sslmode=disable",
+                test_env("SRE_TEST_PG_HOST"),
+                test_env("SRE_TEST_PG_PORT")
+            ),
+            username: test_env("SRE_TEST_PG_USER"),
+            password: test_env("SRE_TEST_PG_PASSWORD"),
+            allowed_roles: vec!["app".into()],
+        },
+    )
+    .await
+    .expect("configure");
+    db.set_role(
+        "pg",
+        &DynamicRole {
+            name: "app".into(),
+            creation_statements: vec![
+                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';".into(),
+            ],
+            revocation_statements: vec![],
+            default_ttl: Duration::from_hours(1),
+            max_ttl: Duration::from_hours(2),
+        },
+    )
+    .await
+    .expect("role");
+    PgDynamicTarget {
+        db,
+        role: "app".into(),
+    }
+}
+
+fn secret(path: String, max_age: Duration, overlap: Duration) -> ManagedSecret {
+    ManagedSecret {
+        name: "billing-db".into(),
+        class: SecretClass::DynamicDb,
+        path,
+        cadence: Cadence::MaxAge(max_age),
+        overlap,
+        owner: "team-billing".into(),
+        consumers: vec![],
+        approval: ApprovalPolicy::NotRequired,
+    }
+}
+
+/// What a consumer holds: the credential of the version the state calls current.
+async fn current_credential(store: &dyn SecretStore, path: &str) -> Option<(u64, SecretData)> {
+    let (state, _, _) = run::load(store, path).await.ok()?;
+    let v = state.current?;
+    store
+        .read(path, Some(v))
+        .await
+        .ok()
+        .flatten()
+        .map(|s| (v, s.data))
+}
+
+/// A consumer: logs in continuously with the credential it holds, refreshing it from the
+/// store every 200 ms (as ESO would); returns the versions it used.
+async fn consume(
+    store: Arc<BaoSecretStore>,
+    path: String,
+    stop: Arc<AtomicBool>,
+    logins: Arc<AtomicU64>,
+    failures: Arc<AtomicU64>,
+) -> BTreeSet<u64> {
+    let mut held = current_credential(store.as_ref(), &path)
+        .await
+        .expect("current");
+    let mut seen = BTreeSet::from([held.0]);
+    let mut refreshed = tokio::time::Instant::now();
+    // Bounded: stops when the controller is done, or after 4000 logins.
+    for _ in 0..4000 {
+        if stop.load(Ordering::SeqCst) {
+            break;
+        }
+        if refreshed.elapsed() >= Duration::from_millis(200) {
+            if let Some(c) = current_credential(store.as_ref(), &path).await {
+                held = c;
+                seen.insert(held.0);
+            }
+            refreshed = tokio::time::Instant::now();
+        }
+        logins.fetch_add(1, Ordering::SeqCst);
+        match login(&held.1).await {
+            Ok(Ok(())) => {}
+            other => {
+                failures.fetch_add(1, Ordering::SeqCst);
+                eprintln!("login with version {} failed: {other:?}", held.0);
+            }
+        }
+    }
+    seen
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_under_load_causes_zero_failed_logins() {
+    const ROTATIONS: u64 = 4;
+    const CONSUMERS: usize = 2;
+    let store = Arc::new(BaoSecretStore::new(&config()).expect("store"));
+    let target = pg_target("load").await;
+    // Consumers refresh every 200 ms; the overlap is several refreshes long.
+    let s = secret(
+        format!("{}/db", unique("load")),
+        Duration::from_millis(1500),
+        Duration::from_millis(1200),
+    );
+    let ports = Ports {
+        store: store.as_ref(),
+        target: &target,
+    };
+    // Bootstrap: the first version, before anybody consumes it.
+    while run::load(store.as_ref(), &s.path)
+        .await
+        .expect("load")
+        .0
+        .current
+        .is_none()
+    {
+        run::step(ports, &s, None, Utc::now())
+            .await
+            .expect("bootstrap step");
+    }
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let logins = Arc::new(AtomicU64::new(0));
+    let failures = Arc::new(AtomicU64::new(0));
+    let mut consumers = Vec::new();
+    for _ in 0..CONSUMERS {
+        consumers.push(tokio::spawn(consume(
+            Arc::clone(&store),
+            s.path.clone(),
+            Arc::clone(&stop),
+            Arc::clone(&logins),
+            Arc::clone(&failures),
+        )));
+    }
+
+    // The controller: one step at a time, sleeping only as long as the plan says.
+    let mut labels = Vec::new();
+    let mut done = false;
+    for _ in 0..2000 {
+        let report = run::step(ports, &s, None, Utc::now()).await.expect("step");
+        labels.push(report.step.label());
+        if report.state.rotations > ROTATIONS && report.state.previous.is_none() {
+            done = true;
+            break;
+        }
+        if let Step::Wait { until, .. } = report.step {
+            let left = until
+                .and_then(|u| (u - Utc::now()).to_std().ok())
+                .unwrap_or(Duration::ZERO);
+            tokio::time::sleep(left.min(Duration::from_millis(100))).await;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    let mut versions_seen = BTreeSet::new();
+    for c in consumers {
+        versions_seen.extend(c.await.expect("consumer"));
+    }
+    let (logins, failures) = (
+        logins.load(Ordering::SeqCst),
+        failures.load(Ordering::SeqCst),
+    );
+    assert!(done, "did not finish {ROTATIONS} rotations: {labels:?}");
+    assert_eq!(failures, 0, "{failures} of {logins} logins failed");
+    assert!(logins >= 20, "the load loop barely ran: {logins} logins");
+    assert!(
+        versions_seen.len() as u64 > ROTATIONS,
+        "consumers followed the rotations: saw {versions_seen:?}"
+    );
+    let promotes = labels.iter().filter(|l| **l == "promote").count();
+    let retires = labels.iter().filter(|l| **l == "retire_previous").count();
+    assert!(
+        promotes as u64 >= ROTATIONS && retires as u64 >= ROTATIONS,
+        "{labels:?}"
+    );
+    // Every retired version is revoked at the target and destroyed in the store.
+    let (state, _, _) = run::load(store.as_ref(), &s.path).await.expect("load");
+    let current = state.current.expect("current");
+    for v in 1..current {
+        assert_eq!(store.read(&s.path, Some(v)).await, Ok(None), "version {v}");
+    }
+}
+
+/// A KV store whose n-th state write fails: the controller dies after a step's work and
+/// before recording it.
+struct CrashingStore {
+    inner: BaoSecretStore,
+    persist_countdown: AtomicUsize,
+}
+
+#[async_trait]
+impl SecretStore for CrashingStore {
+    async fn read(
+        &self,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<Option<SecretValue>, PortError> {
+        self.inner.read(path, version).await
+    }
+    async fn write(
+        &self,
+        path: &str,
+        data: &SecretData,
+        cas: Option<u64>,
+    ) -> Result<u64, PortError> {
+        self.inner.write(path, data, cas).await
+    }
+    async fn metadata(&self, path: &str) -> Result<Option<SecretMetadata>, PortError> {
+        self.inner.metadata(path).await
+    }
+    async fn set_custom_metadata(
+        &self,
+        path: &str,
+        custom: &BTreeMap<String, String>,
+    ) -> Result<(), PortError> {
+        let left = self.persist_countdown.load(Ordering::SeqCst);
+        if left == 1 {
+            self.persist_countdown.store(0, Ordering::SeqCst);
+            return Err(PortError::Unavailable {
+                backend: "crash",
+                message: "controller killed before recording the step".into(),
+            });
+        }
+        self.persist_countdown
+            .store(left.saturating_sub(1), Ordering::SeqCst);
+        self.inner.set_custom_metadata(path, custom).await
+    }
+    async fn destroy_versions(&self, path: &str, versions: &[u64]) -> Result<(), PortError> {
+        self.inner.destroy_versions(path, versions).await
+    }
+}
+
+/// Steps at `now` until the plan says wait; returns the labels.
+async fn drive(ports: Ports<'_>, s: &ManagedSecret, now: DateTime<Utc>) -> Vec<&'static str> {
+    let mut labels = Vec::new();
+    for _ in 0..12 {
+        let report = run::step(ports, s, None, now).await.expect("step");
+        labels.push(report.step.label());
+        if !report.step.acts() {
+            return labels;
+        }
+    }
+    panic!("no quiescence: {labels:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crash_between_any_two_steps_resumes_to_a_consistent_state() {
+    let target = pg_target("crash").await;
+    let t0 = DateTime::<Utc>::from_timestamp(1_767_225_600, 0).expect("t0");
+    // Past the 30 min overlap, before the next rotation is due (1 h).
+    let (rotate_at, retire_at) = (
+        t0 + chrono::Duration::hours(2),
+        t0 + chrono::Duration::minutes(160),
+    );
+    // The acting steps of the second rotation: create, set, test, promote, retire.
+    for crash_at in 1..=5 {
+        let s = secret(
+            format!("{}/db", unique(&format!("crash{crash_at}"))),
+            Duration::from_hours(1),
+            Duration::from_mins(30),
+        );
+        let plain = BaoSecretStore::new(&config()).expect("store");
+        let ports = Ports {
+            store: &plain,
+            target: &target,
+        };
+        drive(ports, &s, t0).await;
+        let (before, _, _) = run::load(&plain, &s.path).await.expect("load");
+        let first = before.current.expect("bootstrapped");
+        let first_cred = plain
+            .read(&s.path, Some(first))
+            .await
+            .expect("read")
+            .expect("v1")
+            .data;
+
+        // Run until the injected crash.
+        let crashing = CrashingStore {
+            inner: BaoSecretStore::new(&config()).expect("store"),
+            persist_countdown: AtomicUsize::new(crash_at),
+        };
+        let doomed = Ports {
+            store: &crashing,
+            target: &target,
+        };
+        let mut crashed = false;
+        for now in [rotate_at, rotate_at, rotate_at, rotate_at, retire_at] {
+            if let Err(e) = run::step(doomed, &s, None, now).await {
+                assert!(e.is_retryable(), "{e}");
+                crashed = true;
+                break;
+            }
+        }
+        assert!(crashed, "crash point {crash_at} was never reached");
+
+        // A new controller resumes from what OpenBao holds.
+        let fresh = BaoSecretStore::new(&config()).expect("store");
+        let ports = Ports {
+            store: &fresh,
+            target: &target,
+        };
+        let mut labels = drive(ports, &s, rotate_at).await;
+        labels.extend(drive(ports, &s, retire_at).await);
+        let (state, latest, _) = run::load(&fresh, &s.path).await.expect("load");
+        assert_eq!(state.phase, Phase::Idle, "crash at {crash_at}: {labels:?}");
+        assert_eq!(state.previous, None, "crash at {crash_at}: {labels:?}");
+        assert_eq!(state.rotations, 2, "crash at {crash_at}: {labels:?}");
+        let current = state.current.expect("current");
+        assert!(current > first);
+        if crash_at == 1 {
+            assert_eq!(labels.first(), Some(&"adopt_pending"), "{labels:?}");
+        }
+        let cred = fresh
+            .read(&s.path, Some(current))
+            .await
+            .expect("read")
+            .expect("current data")
+            .data;
+        assert_eq!(
+            login(&cred).await,
+            Ok(Ok(())),
+            "crash at {crash_at}: current logs in"
+        );
+        assert!(
+            matches!(login(&first_cred).await, Ok(Err(_))),
+            "crash at {crash_at}: the retired version no longer logs in"
+        );
+        for v in 1..=latest {
+            let data = fresh.read(&s.path, Some(v)).await.expect("read");
+            assert_eq!(
+                data.is_some(),
+                v == current,
+                "crash at {crash_at}: version {v} of {latest}"
+            );
+        }
+    }
+}
