@@ -1,4 +1,4 @@
-//! The thin async shell around [`plan`](crate::plan): load the state from KV v2 custom
+//! The thin async shell around [`crate::plan`]: load the state from KV v2 custom
 //! metadata, decide, carry the step out through the ports, persist the new state. One
 //! call is one step, and holds nothing between calls, so a restarted controller simply
 //! calls [`step`] again and continues from what was persisted.
