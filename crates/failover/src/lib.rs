@@ -16,6 +16,15 @@ pub mod plan;
 pub mod ports;
 pub mod state;
 
+#[cfg(feature = "runtime")]
+pub mod execute;
+#[cfg(feature = "runtime")]
+pub mod observe;
+#[cfg(feature = "runtime")]
+pub mod run;
+#[cfg(feature = "test-util")]
+pub mod testing;
+
 #[cfg(feature = "sim")]
 pub mod drill;
 #[cfg(feature = "sim")]
@@ -28,5 +37,4 @@ pub use model::{
 pub use state::{Authority, FailoverState, Role};
 
 /// Where this crate stands (printed by `sre doctor`).
-pub const STATUS: &str =
-    "core+sim: decide, lint, layer plan, simulator and drill; no controller or adapters yet";
+pub const STATUS: &str = "core+sim+shell: decide, lint, layer plan, simulator, drill, observe/execute/run loop and failover-controller (s3/file/http witness, lease-only layers; kube layers not wired)";

@@ -380,6 +380,22 @@ impl RawFailoverConfig {
     }
 }
 
+impl sre_core::config::Validate for RawFailoverConfig {
+    type Valid = FailoverConfig;
+
+    /// The same checks as [`RawFailoverConfig::validate`], in `sre_core::config`'s error
+    /// type, so that binaries load the failover section with `sre_core::config::load`.
+    fn validate(self) -> Result<FailoverConfig, Vec<sre_core::config::ConfigError>> {
+        Self::validate(self).map_err(|errs| errs.into_iter().map(Into::into).collect())
+    }
+}
+
+impl From<ConfigError> for sre_core::config::ConfigError {
+    fn from(e: ConfigError) -> Self {
+        Self::new(e.field, e.reason)
+    }
+}
+
 /// One problem with a config, naming the field so that the operator can find it.
 #[derive(Debug, Clone, PartialEq, Eq, Error)]
 #[error("{field}: {reason}")]
@@ -616,6 +632,33 @@ mod tests {
                 "timings.lease_ttl",
                 "quorum.needed"
             ]
+        );
+    }
+
+    #[test]
+    fn loads_through_sre_core_config_with_every_error_and_its_path() {
+        use sre_core::config::{EnvOverrides, Format, Source, load};
+        let src = |text: &str| Source::Text {
+            name: "f.yaml".into(),
+            text: text.into(),
+            format: Format::Yaml,
+        };
+        let ok = load::<RawFailoverConfig>(
+            &src("regions: [eu, us]\nthis_region: eu\n"),
+            &EnvOverrides::default().alias("REGION", "this_region"),
+            vec![("REGION".to_owned(), "us".to_owned())],
+        );
+        assert_eq!(ok.map(|c| c.this_region), Ok(RegionId::new("us")));
+        let err = load::<RawFailoverConfig>(
+            &src("regions: [eu]\nthis_region: mars\nquorum: {needed: 1, of: 2}\n"),
+            &EnvOverrides::default(),
+            vec![],
+        )
+        .err()
+        .map(|e| e.errors.into_iter().map(|e| e.path).collect::<Vec<_>>());
+        assert_eq!(
+            err,
+            Some(vec!["this_region".to_owned(), "quorum.needed".to_owned()])
         );
     }
 

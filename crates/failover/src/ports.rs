@@ -53,7 +53,7 @@ pub enum LayerError {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum StatefulService {
-    /// CloudNativePG cluster (replica cluster promotion / demotion).
+    /// `CloudNativePG` cluster (replica cluster promotion / demotion).
     Cnpg,
     /// FerretDB on top of its CNPG cluster.
     FerretDb,

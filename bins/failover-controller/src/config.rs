@@ -1,0 +1,615 @@
+//! The controller's configuration: one YAML or TOML file plus environment variables,
+//! deserialised strictly and validated all at once (every problem reported, exit 64).
+//!
+//! Environment: `FAILOVER__<KEY>__<SUBKEY>=value` sets any key; the upstream deployment's
+//! variable names are accepted as aliases: `REGION`, `PEER_REGION`, `DNS_WITNESSES`
+//! (comma-separated resolver addresses) and `QUORUM` (answers needed), plus the usual
+//! `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` for the S3 witness.
+
+use serde::{Deserialize, Serialize};
+use sre_core::RegionId;
+use sre_core::config::{ConfigError, EnvOverrides, Validate};
+use sre_core::telemetry::LogFormat;
+use sre_failover::FailoverConfig;
+use sre_failover::model::{Mode, RawFailoverConfig, RawQuorum, RawTimings, WitnessLossPolicy};
+use sre_failover::observe::HealthNames;
+use sre_failover::run::RunSettings;
+use std::collections::BTreeMap;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// The environment overrides the controller reads.
+pub fn env_overrides() -> EnvOverrides {
+    EnvOverrides::with_prefix("FAILOVER")
+        .alias("REGION", "region")
+        .alias("PEER_REGION", "peer_region")
+        .alias("DNS_WITNESSES", "resolvers")
+        .alias("QUORUM", "quorum")
+        .alias("AWS_ACCESS_KEY_ID", "witness.access_key")
+        .alias("AWS_SECRET_ACCESS_KEY", "witness.secret_key")
+}
+
+/// The file as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawControllerConfig {
+    region: Option<String>,
+    peer_region: Option<String>,
+    #[serde(default)]
+    regions: Vec<String>,
+    #[serde(default)]
+    timings: RawTimings,
+    #[serde(default = "automatic")]
+    mode: Mode,
+    #[serde(default = "dns_quorum")]
+    witness_loss: WitnessLossPolicy,
+    quorum: Option<RawQuorumSpec>,
+    resolvers: Option<RawResolvers>,
+    health: Option<RawHealth>,
+    witness: Option<RawWitness>,
+    #[serde(default = "no_layers")]
+    layers: String,
+    #[serde(default = "listen")]
+    listen: String,
+    #[serde(default = "tick", with = "humantime_serde")]
+    tick: Duration,
+    #[serde(default = "step_timeout", with = "humantime_serde")]
+    step_timeout: Duration,
+    #[serde(default = "json")]
+    log_format: String,
+    evidence: Option<RawEvidence>,
+}
+
+fn automatic() -> Mode {
+    Mode::Automatic
+}
+fn dns_quorum() -> WitnessLossPolicy {
+    WitnessLossPolicy::DnsQuorum
+}
+fn no_layers() -> String {
+    "none".into()
+}
+fn listen() -> String {
+    "0.0.0.0:9090".into()
+}
+fn tick() -> Duration {
+    RunSettings::standard().tick
+}
+fn step_timeout() -> Duration {
+    RunSettings::standard().step_timeout
+}
+fn json() -> String {
+    "json".into()
+}
+
+/// `QUORUM=2` (answers needed, of = the number of resolvers) or `{needed, of}`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawQuorumSpec {
+    Needed(u8),
+    Full(RawQuorum),
+}
+
+/// `"1.1.1.1,9.9.9.9:53"` or a list of addresses or `{name, addr}` tables.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawResolvers {
+    Csv(String),
+    List(Vec<RawResolver>),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+enum RawResolver {
+    Addr(String),
+    Named { name: String, addr: String },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawHealth {
+    zone: Option<String>,
+    #[serde(default)]
+    names: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawWitness {
+    kind: String,
+    // s3
+    endpoint: Option<String>,
+    bucket: Option<String>,
+    #[serde(default = "lease_key")]
+    key: String,
+    #[serde(default = "s3_region")]
+    s3_region: String,
+    access_key: Option<String>,
+    secret_key: Option<String>,
+    #[serde(default)]
+    force_path_style: bool,
+    // file
+    path: Option<PathBuf>,
+    // http
+    url: Option<String>,
+    lease: Option<String>,
+    token: Option<String>,
+}
+
+fn lease_key() -> String {
+    "failover/lease.json".into()
+}
+fn s3_region() -> String {
+    "us-east-1".into()
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawEvidence {
+    path: PathBuf,
+}
+
+/// A secret that never reaches a log line or `--check-config` output.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("<redacted>")
+    }
+}
+
+/// Where the lease lives.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum WitnessChoice {
+    /// An S3 object written with conditional PUTs.
+    S3 {
+        /// Custom endpoint for S3-compatible stores.
+        endpoint: Option<String>,
+        /// Bucket.
+        bucket: String,
+        /// Object key of the lease.
+        key: String,
+        /// Signing region.
+        s3_region: String,
+        /// Access key id.
+        access_key: String,
+        /// Secret key.
+        secret_key: Secret,
+        /// Path-style addressing (most S3-compatible servers).
+        force_path_style: bool,
+    },
+    /// A local lease file (drills, single host).
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+    /// The HTTP witness protocol.
+    Http {
+        /// Base URL of the witness server.
+        url: String,
+        /// Lease name.
+        lease: String,
+        /// Bearer token.
+        token: Secret,
+    },
+}
+
+/// One resolver of the quorum.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResolverSpec {
+    /// Name in logs and metrics.
+    pub name: String,
+    /// Address and port.
+    pub addr: SocketAddr,
+}
+
+/// The validated configuration.
+#[derive(Debug, Clone, Serialize)]
+pub struct ControllerConfig {
+    /// The failover core's config.
+    pub failover: FailoverConfig,
+    /// The quorum's resolvers, in order.
+    pub resolvers: Vec<ResolverSpec>,
+    /// Health name per region.
+    pub health: HealthNames,
+    /// The witness.
+    pub witness: WitnessChoice,
+    /// True for lease-only mode (`layers: none`).
+    pub lease_only: bool,
+    /// `/metrics` and `/healthz` listen here.
+    pub listen: SocketAddr,
+    /// Loop pacing.
+    pub settings: RunSettings,
+    /// `json` or `text`.
+    #[serde(skip)]
+    pub log_format: LogFormat,
+    /// Evidence log file, if any.
+    pub evidence: Option<PathBuf>,
+}
+
+fn parse_resolver(name: Option<String>, addr: &str) -> Result<ResolverSpec, String> {
+    let with_port = if addr.parse::<std::net::IpAddr>().is_ok() {
+        format!("{addr}:53")
+    } else {
+        addr.to_owned()
+    };
+    let sock = with_port
+        .parse::<SocketAddr>()
+        .ok()
+        .or_else(|| with_port.to_socket_addrs().ok().and_then(|mut a| a.next()))
+        .ok_or_else(|| format!("{addr:?} is not an address[:port]"))?;
+    Ok(ResolverSpec {
+        name: name.unwrap_or_else(|| addr.to_owned()),
+        addr: sock,
+    })
+}
+
+impl RawControllerConfig {
+    fn regions(&self, errs: &mut Vec<ConfigError>) -> (Vec<String>, String) {
+        let this = self.region.clone().unwrap_or_default();
+        if this.is_empty() {
+            errs.push(ConfigError::new("region", "required (or REGION)"));
+        }
+        let regions = match (&self.peer_region, self.regions.is_empty()) {
+            (Some(peer), true) => {
+                // Both controllers must agree on the promotion order: sort the pair.
+                let mut v = vec![this.clone(), peer.clone()];
+                v.sort();
+                v
+            }
+            (None, false) => self.regions.clone(),
+            (Some(_), false) => {
+                errs.push(ConfigError::new(
+                    "peer_region",
+                    "set regions or peer_region, not both",
+                ));
+                self.regions.clone()
+            }
+            (None, true) => {
+                errs.push(ConfigError::new("regions", "required (or PEER_REGION)"));
+                Vec::new()
+            }
+        };
+        (regions, this)
+    }
+
+    fn resolvers(&self, errs: &mut Vec<ConfigError>) -> Vec<ResolverSpec> {
+        let items: Vec<(Option<String>, String)> = match &self.resolvers {
+            None => {
+                errs.push(ConfigError::new("resolvers", "required (or DNS_WITNESSES)"));
+                Vec::new()
+            }
+            Some(RawResolvers::Csv(s)) => s
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| (None, s.to_owned()))
+                .collect(),
+            Some(RawResolvers::List(l)) => l
+                .iter()
+                .map(|r| match r {
+                    RawResolver::Addr(a) => (None, a.clone()),
+                    RawResolver::Named { name, addr } => (Some(name.clone()), addr.clone()),
+                })
+                .collect(),
+        };
+        let mut out = Vec::new();
+        for (i, (name, addr)) in items.into_iter().enumerate() {
+            match parse_resolver(name, &addr) {
+                Ok(r) => out.push(r),
+                Err(e) => errs.push(ConfigError::new(format!("resolvers[{i}]"), e)),
+            }
+        }
+        out
+    }
+
+    fn witness(&self, errs: &mut Vec<ConfigError>) -> Option<WitnessChoice> {
+        let Some(w) = &self.witness else {
+            errs.push(ConfigError::new("witness", "required"));
+            return None;
+        };
+        let mut need = |field: &str, v: &Option<String>| {
+            if v.is_none() {
+                errs.push(ConfigError::new(
+                    format!("witness.{field}"),
+                    format!("required for kind {}", w.kind),
+                ));
+            }
+            v.clone().unwrap_or_default()
+        };
+        let choice = match w.kind.as_str() {
+            "s3" => WitnessChoice::S3 {
+                endpoint: w.endpoint.clone(),
+                bucket: need("bucket", &w.bucket),
+                key: w.key.clone(),
+                s3_region: w.s3_region.clone(),
+                access_key: need("access_key", &w.access_key),
+                secret_key: Secret(need("secret_key", &w.secret_key)),
+                force_path_style: w.force_path_style,
+            },
+            "http" => WitnessChoice::Http {
+                url: need("url", &w.url),
+                lease: need("lease", &w.lease),
+                token: Secret(need("token", &w.token)),
+            },
+            "file" => {
+                let Some(path) = &w.path else {
+                    errs.push(ConfigError::new("witness.path", "required for kind file"));
+                    return None;
+                };
+                WitnessChoice::File { path: path.clone() }
+            }
+            other => {
+                errs.push(ConfigError::new(
+                    "witness.kind",
+                    format!("{other:?}: use s3, file or http"),
+                ));
+                return None;
+            }
+        };
+        Some(choice)
+    }
+
+    fn health(
+        &self,
+        failover: Option<&FailoverConfig>,
+        errs: &mut Vec<ConfigError>,
+    ) -> Option<HealthNames> {
+        match (failover, &self.health) {
+            (Some(f), Some(h)) => {
+                let names: BTreeMap<RegionId, String> = h
+                    .names
+                    .iter()
+                    .map(|(k, v)| (RegionId::new(k.clone()), v.clone()))
+                    .collect();
+                for k in names.keys().filter(|k| !f.regions.contains(k)) {
+                    errs.push(ConfigError::new(
+                        format!("health.names.{k}"),
+                        "not a configured region",
+                    ));
+                }
+                let missing = f.regions.iter().any(|r| !names.contains_key(r));
+                if missing && h.zone.is_none() {
+                    errs.push(ConfigError::new(
+                        "health.zone",
+                        "required unless every region has a name",
+                    ));
+                }
+                Some(HealthNames::for_zone(
+                    &f.regions,
+                    h.zone.as_deref().unwrap_or(""),
+                    &names,
+                ))
+            }
+            (_, None) => {
+                errs.push(ConfigError::new(
+                    "health.zone",
+                    "required: names are <region>.health.<zone>",
+                ));
+                None
+            }
+            (None, Some(_)) => None,
+        }
+    }
+
+    fn misc(&self, errs: &mut Vec<ConfigError>) -> (bool, Result<SocketAddr, ()>, LogFormat) {
+        let lease_only = match self.layers.as_str() {
+            "none" => true,
+            other => {
+                errs.push(ConfigError::new(
+                    "layers",
+                    format!("{other:?}: only \"none\" (lease-only) is available in this build; the kube layers are not wired yet"),
+                ));
+                true
+            }
+        };
+        let listen = self.listen.parse::<SocketAddr>().map_err(|e| {
+            errs.push(ConfigError::new(
+                "listen",
+                format!("{:?}: {e}", self.listen),
+            ));
+        });
+        let log_format = match self.log_format.as_str() {
+            "json" => LogFormat::Json,
+            "text" => LogFormat::Text,
+            other => {
+                errs.push(ConfigError::new(
+                    "log_format",
+                    format!("{other:?}: use json or text"),
+                ));
+                LogFormat::Json
+            }
+        };
+        (lease_only, listen, log_format)
+    }
+}
+
+impl Validate for RawControllerConfig {
+    type Valid = ControllerConfig;
+
+    fn validate(self) -> Result<ControllerConfig, Vec<ConfigError>> {
+        let mut errs = Vec::new();
+        let (regions, this_region) = self.regions(&mut errs);
+        let resolvers = self.resolvers(&mut errs);
+        let of = u8::try_from(resolvers.len()).unwrap_or(u8::MAX);
+        let quorum = match self.quorum {
+            Some(RawQuorumSpec::Full(q)) => q,
+            Some(RawQuorumSpec::Needed(needed)) => RawQuorum { needed, of },
+            None => RawQuorum {
+                needed: of / 2 + 1,
+                of,
+            },
+        };
+        if usize::from(quorum.of) != resolvers.len() && self.resolvers.is_some() {
+            errs.push(ConfigError::new(
+                "quorum.of",
+                format!(
+                    "{} but {} resolvers are configured",
+                    quorum.of,
+                    resolvers.len()
+                ),
+            ));
+        }
+        let raw = RawFailoverConfig {
+            regions,
+            this_region,
+            timings: self.timings.clone(),
+            mode: self.mode,
+            witness_loss: self.witness_loss,
+            quorum,
+        };
+        let failover = Validate::validate(raw).map_err(|e| errs.extend(e)).ok();
+        let witness = self.witness(&mut errs);
+        let (lease_only, listen, log_format) = self.misc(&mut errs);
+        let health = self.health(failover.as_ref(), &mut errs);
+        if self.tick.is_zero() {
+            errs.push(ConfigError::new("tick", "must be greater than zero"));
+        }
+        if let Some(f) = failover
+            .as_ref()
+            .filter(|f| self.tick >= f.timings.renew_interval)
+        {
+            errs.push(ConfigError::new(
+                "tick",
+                format!(
+                    "must be below the renew interval ({})",
+                    humantime::format_duration(f.timings.renew_interval)
+                ),
+            ));
+        }
+        match (failover, health, witness, listen) {
+            (Some(failover), Some(health), Some(witness), Ok(listen)) if errs.is_empty() => {
+                Ok(ControllerConfig {
+                    failover,
+                    resolvers,
+                    health,
+                    witness,
+                    lease_only,
+                    listen,
+                    settings: RunSettings {
+                        tick: self.tick,
+                        step_timeout: self.step_timeout,
+                    },
+                    log_format,
+                    evidence: self.evidence.map(|e| e.path),
+                })
+            }
+            _ => Err(errs),
+        }
+    }
+}
+
+/// The effective config for `--check-config`: secrets redacted, durations as
+/// humantime strings (`30s`) rather than serde's `{secs, nanos}`.
+pub fn effective(cfg: &ControllerConfig) -> serde_json::Value {
+    fn humanise(v: &mut serde_json::Value) {
+        match v {
+            serde_json::Value::Object(m) => {
+                let secs = m.get("secs").and_then(serde_json::Value::as_u64);
+                let nanos = m.get("nanos").and_then(serde_json::Value::as_u64);
+                if let (2, Some(s), Some(n)) = (m.len(), secs, nanos) {
+                    let d = Duration::from_secs(s) + Duration::from_nanos(n);
+                    *v = humantime::format_duration(d).to_string().into();
+                } else {
+                    m.values_mut().for_each(humanise);
+                }
+            }
+            serde_json::Value::Array(a) => a.iter_mut().for_each(humanise),
+            _ => {}
+        }
+    }
+    let mut v = serde_json::to_value(cfg).unwrap_or_default();
+    humanise(&mut v);
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sre_core::config::{Format, Source, load};
+
+    fn vars(v: &[(&str, &str)]) -> Vec<(String, String)> {
+        v.iter()
+            .map(|(a, b)| ((*a).to_owned(), (*b).to_owned()))
+            .collect()
+    }
+
+    const FILE: &str = "health: {zone: gslb.example.com}\nwitness: {kind: s3, bucket: lease, endpoint: 'http://127.0.0.1:9000', force_path_style: true}\n";
+
+    fn yaml(text: &str) -> Source {
+        Source::Text {
+            name: "c.yaml".into(),
+            text: text.into(),
+            format: Format::Yaml,
+        }
+    }
+
+    #[test]
+    fn upstream_variable_names_configure_a_two_region_pair() {
+        let c = load::<RawControllerConfig>(
+            &yaml(FILE),
+            &env_overrides(),
+            vars(&[
+                ("REGION", "us"),
+                ("PEER_REGION", "eu"),
+                ("DNS_WITNESSES", "8.8.8.8,1.1.1.1, 127.0.0.1:5353"),
+                ("QUORUM", "2"),
+                ("AWS_ACCESS_KEY_ID", "ak"),
+                ("AWS_SECRET_ACCESS_KEY", "very-secret"),
+                ("FAILOVER__TIMINGS__LEASE_TTL", "40s"),
+            ]),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let regions: Vec<&str> = c.failover.regions.iter().map(RegionId::as_str).collect();
+        assert_eq!(regions, ["eu", "us"], "both sides derive the same order");
+        assert_eq!(c.failover.this_region.as_str(), "us");
+        assert_eq!((c.failover.quorum.needed(), c.failover.quorum.of()), (2, 3));
+        assert_eq!(
+            c.resolvers[0].addr,
+            "8.8.8.8:53".parse().unwrap_or(c.resolvers[1].addr)
+        );
+        assert_eq!(c.resolvers[2].addr.port(), 5353);
+        assert_eq!(c.failover.timings.lease_ttl, Duration::from_secs(40));
+        assert_eq!(
+            c.health.get(&RegionId::new("eu")),
+            Some("eu.health.gslb.example.com")
+        );
+        let shown = effective(&c).to_string();
+        assert!(shown.contains(r#""lease_ttl":"40s""#), "{shown}");
+        assert!(
+            !shown.contains("very-secret") && shown.contains("<redacted>"),
+            "{shown}"
+        );
+    }
+
+    #[test]
+    fn every_problem_is_reported_with_its_key() {
+        let err = load::<RawControllerConfig>(
+            &yaml("region: eu\nregions: [eu, us]\nresolvers: [1.1.1.1, 9.9.9.9, nonsense]\nquorum: 1\nwitness: {kind: s3}\nlayers: kube\ntick: 0s\n"),
+            &env_overrides(),
+            vec![],
+        )
+        .err()
+        .map(|e| e.errors.into_iter().map(|e| e.path).collect::<Vec<_>>())
+        .unwrap_or_default();
+        for key in [
+            "resolvers[2]",
+            "quorum.needed",
+            "witness.bucket",
+            "layers",
+            "health.zone",
+            "tick",
+        ] {
+            assert!(err.iter().any(|p| p == key), "{key} missing from {err:?}");
+        }
+    }
+}
