@@ -52,8 +52,13 @@ server:
 }
 
 /// Alertmanager routing every alert to the test webhook quickly (`group_wait: 1s`),
-/// so that "alert firing -> action" can be measured in seconds.
-pub fn alertmanager_yml(webhook_port: u16) -> String {
+/// so that "alert firing -> action" can be measured in seconds. A short
+/// `repeat_interval` re-delivers firing groups every few seconds, so that a test run
+/// against long-running services still receives the always-firing alert (and sees
+/// Alertmanager's at-least-once repeats, which the webhook must deduplicate). The
+/// webhook requires a bearer token, as in production: Alertmanager 0.25 sends it from
+/// the receiver's `http_config.authorization` (random per run, hex: no quoting needed).
+pub fn alertmanager_yml(webhook_port: u16, webhook_token: &str) -> String {
     format!(
         r"# written by cargo xtask services up
 route:
@@ -61,12 +66,16 @@ route:
   group_by: ['alertname']
   group_wait: 1s
   group_interval: 1s
-  repeat_interval: 1h
+  repeat_interval: 5s
 receivers:
   - name: sre-test-webhook
     webhook_configs:
       - url: http://127.0.0.1:{webhook_port}/alerts
         send_resolved: true
+        http_config:
+          authorization:
+            type: Bearer
+            credentials: {webhook_token}
 "
     )
 }
@@ -160,9 +169,16 @@ mod tests {
 
     #[test]
     fn alerting_configs_point_at_each_other() {
-        let am = alertmanager_yml(4000);
+        let am = alertmanager_yml(4000, "0a1b2c");
         assert!(am.contains("url: http://127.0.0.1:4000/alerts"));
+        assert!(
+            am.contains(
+                "        http_config:\n          authorization:\n            type: Bearer\n            credentials: 0a1b2c\n"
+            ),
+            "{am}"
+        );
         assert!(am.contains("group_wait: 1s"));
+        assert!(am.contains("repeat_interval: 5s"));
         let prom = prometheus_yml(9000, 9100, Path::new("/r/rules.yml"));
         assert!(prom.contains("targets: ['127.0.0.1:9100']"));
         assert!(prom.contains("targets: ['127.0.0.1:9000']"));

@@ -492,7 +492,12 @@ fn start_alerting(ctx: &Ctx, ports: Ports) -> Result<Env> {
     let t0 = Instant::now();
     let dir = ctx.fresh_dir("alertmanager")?;
     let conf = dir.join("alertmanager.yml");
-    fs::write(&conf, configs::alertmanager_yml(ports.webhook)).ctx("writing alertmanager.yml")?;
+    let webhook_token = random_hex(16)?;
+    fs::write(
+        &conf,
+        configs::alertmanager_yml(ports.webhook, &webhook_token),
+    )
+    .ctx("writing alertmanager.yml")?;
     let am_addr = format!("http://127.0.0.1:{}", ports.alertmanager);
     let mut cmd = Command::new(&ctx.tools.alertmanager);
     cmd.arg(format!("--config.file={}", conf.display()))
@@ -543,6 +548,7 @@ fn start_alerting(ctx: &Ctx, ports: Ports) -> Result<Env> {
         ("SRE_TEST_PROMETHEUS_URL", prom_addr),
         ("SRE_TEST_ALERTMANAGER_URL", am_addr),
         ("SRE_TEST_WEBHOOK_PORT", ports.webhook.to_string()),
+        ("SRE_TEST_WEBHOOK_TOKEN", webhook_token),
     ])
 }
 

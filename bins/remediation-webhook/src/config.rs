@@ -6,6 +6,7 @@
 //! is committed, printed or logged.
 
 use serde::Deserialize;
+use sre_adapter_prometheus::PrometheusClient;
 use sre_core::config::{ConfigError, Validate};
 use sre_core::guard::{Backoff, Budget, Cents, Jitter};
 use sre_remediation::plan::{BlastRadius, Policy};
@@ -34,8 +35,26 @@ pub struct RawConfig {
     rules_file: Option<PathBuf>,
     #[serde(default = "default_body")]
     max_body_bytes: usize,
+    #[serde(default = "d_queue")]
+    queue_capacity: usize,
+    #[serde(default = "d_runs_kept")]
+    runs_kept: usize,
     #[serde(default)]
     engine: Option<RawEngine>,
+    #[serde(default)]
+    verify: Option<RawVerify>,
+}
+
+/// Verification settings as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawVerify {
+    #[serde(default)]
+    prometheus_url: Option<String>,
+    #[serde(default = "d_interval", with = "humantime_serde")]
+    interval: Duration,
+    #[serde(default = "d_query_timeout", with = "humantime_serde")]
+    query_timeout: Duration,
 }
 
 /// Engine tuning as written; every key has a conservative default.
@@ -72,6 +91,18 @@ fn default_true() -> bool {
 }
 fn default_body() -> usize {
     1024 * 1024
+}
+fn d_queue() -> usize {
+    1024
+}
+fn d_runs_kept() -> usize {
+    500
+}
+fn d_interval() -> Duration {
+    Duration::from_secs(10)
+}
+fn d_query_timeout() -> Duration {
+    Duration::from_secs(10)
 }
 fn d_cooldown() -> Duration {
     Duration::from_mins(5)
@@ -129,8 +160,26 @@ pub struct Config {
     pub rules_file: Option<PathBuf>,
     /// Larger request bodies are refused with 413.
     pub max_body_bytes: usize,
+    /// Deliveries waiting for the planner before the handler answers 503.
+    pub queue_capacity: usize,
+    /// Runs kept for `GET /runs`.
+    pub runs_kept: usize,
     /// Engine limits.
     pub policy: Policy,
+    /// How executed actions are verified.
+    pub verify: VerifyConfig,
+}
+
+/// Where and how often verification asks Prometheus.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifyConfig {
+    /// The Prometheus (or compatible) server; required unless `dry_run`, because an
+    /// action that cannot be verified counts as not having helped.
+    pub prometheus_url: Option<String>,
+    /// Time between verification queries.
+    pub interval: Duration,
+    /// Time limit of one query.
+    pub query_timeout: Duration,
 }
 
 impl fmt::Debug for Config {
@@ -140,6 +189,9 @@ impl fmt::Debug for Config {
             .field("dry_run", &self.dry_run)
             .field("rules_file", &self.rules_file)
             .field("max_body_bytes", &self.max_body_bytes)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("runs_kept", &self.runs_kept)
+            .field("verify", &self.verify)
             .finish_non_exhaustive()
     }
 }
@@ -157,6 +209,13 @@ impl Validate for RawConfig {
         if self.max_body_bytes == 0 {
             errs.push(ConfigError::new("max_body_bytes", "must be above zero"));
         }
+        if self.queue_capacity == 0 {
+            errs.push(ConfigError::new("queue_capacity", "must be above zero"));
+        }
+        if self.runs_kept == 0 {
+            errs.push(ConfigError::new("runs_kept", "must be above zero"));
+        }
+        let verify = check_verify(self.verify, self.dry_run, &mut errs);
         let e = self.engine.unwrap_or_else(default_engine);
         let nz = |v: u32, path: &str, errs: &mut Vec<ConfigError>| {
             NonZeroU32::new(v).or_else(|| {
@@ -206,6 +265,9 @@ impl Validate for RawConfig {
             token_file: self.token_file,
             rules_file: self.rules_file,
             max_body_bytes: self.max_body_bytes,
+            queue_capacity: self.queue_capacity,
+            runs_kept: self.runs_kept,
+            verify,
             policy: Policy {
                 cooldown: e.cooldown,
                 backoff: Backoff::new(
@@ -226,6 +288,46 @@ impl Validate for RawConfig {
                 retention: e.retention,
             },
         })
+    }
+}
+
+/// Checks the verify section; the URL is checked by building the client the binary will
+/// use, so that a URL the adapter refuses is a config error at its path, not a crash later.
+fn check_verify(
+    raw: Option<RawVerify>,
+    dry_run: bool,
+    errs: &mut Vec<ConfigError>,
+) -> VerifyConfig {
+    let v = raw.unwrap_or(RawVerify {
+        prometheus_url: None,
+        interval: d_interval(),
+        query_timeout: d_query_timeout(),
+    });
+    match &v.prometheus_url {
+        Some(url) => {
+            if let Err(e) = PrometheusClient::new(url, v.query_timeout) {
+                errs.push(ConfigError::new("verify.prometheus_url", e.to_string()));
+            }
+        }
+        None if !dry_run => errs.push(ConfigError::new(
+            "verify.prometheus_url",
+            "required unless dry_run: executed actions must be verified",
+        )),
+        None => {}
+    }
+    if v.interval.is_zero() {
+        errs.push(ConfigError::new("verify.interval", "must be above zero"));
+    }
+    if v.query_timeout.is_zero() {
+        errs.push(ConfigError::new(
+            "verify.query_timeout",
+            "must be above zero",
+        ));
+    }
+    VerifyConfig {
+        prometheus_url: v.prometheus_url,
+        interval: v.interval,
+        query_timeout: v.query_timeout,
     }
 }
 
@@ -279,6 +381,31 @@ mod tests {
         assert_eq!(c.max_body_bytes, 1024 * 1024);
         assert_eq!(c.policy.cooldown, Duration::from_mins(2));
         assert_eq!(c.policy.budget, None);
+        assert_eq!(c.verify.prometheus_url, None, "dry run needs no Prometheus");
+        assert_eq!(c.verify.interval, Duration::from_secs(10));
+        let c = yaml(
+            "dry_run: false\nverify: {prometheus_url: 'http://127.0.0.1:9090', interval: 2s}\n",
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(
+            c.verify.prometheus_url.as_deref(),
+            Some("http://127.0.0.1:9090")
+        );
+        assert_eq!(c.verify.interval, Duration::from_secs(2));
+        let err = yaml("dry_run: false\n", &[]).expect_err("acting without verification");
+        assert_eq!(err.errors[0].path, "verify.prometheus_url", "{err}");
+        let err = yaml(
+            "queue_capacity: 0\nverify: {prometheus_url: 'ftp://x', interval: 0s}\n",
+            &[],
+        )
+        .expect_err("invalid");
+        let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["queue_capacity", "verify.prometheus_url", "verify.interval"],
+            "{err}"
+        );
         let err = yaml(
             "listen: nowhere\nmax_body_bytes: 0\nengine: {escalate_after: 0, max_replica_pct: 101, cooldown: 2h}\n",
             &[],

@@ -1,11 +1,13 @@
-//! `remediation-webhook`: receives Alertmanager webhooks and plans remediation actions.
+//! `remediation-webhook`: receives Alertmanager webhooks, plans remediation actions and
+//! verifies executed ones against Prometheus.
 //! Wiring only: arguments -> config -> token and rules -> telemetry -> server; errors map
 //! to exit codes (64 usage/config, 69 cannot listen, 1 other).
 
 use anyhow::Context as _;
 use clap::Parser;
 use remediation_webhook::config::{BearerToken, Config, ENV_PREFIX, RawConfig, TOKEN_ENV};
-use remediation_webhook::server::{AppState, router};
+use remediation_webhook::server::{AppState, Settings, TokioSleeper, Verifier, start};
+use sre_adapter_prometheus::PrometheusClient;
 use sre_core::SystemClock;
 use sre_core::config::{EnvOverrides, Source, load};
 use sre_core::telemetry::{self, LogFormat};
@@ -102,18 +104,33 @@ fn read_rules(cfg: &Config) -> anyhow::Result<RuleSet> {
 
 #[tokio::main]
 async fn serve(cfg: &Config, token: BearerToken, rules: RuleSet) -> anyhow::Result<()> {
+    let verifier = match &cfg.verify.prometheus_url {
+        Some(url) => Some(Verifier {
+            query: Arc::new(PrometheusClient::new(url, cfg.verify.query_timeout)?),
+            sleeper: Arc::new(TokioSleeper),
+            interval: cfg.verify.interval,
+        }),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-    tracing::info!(listen = %cfg.listen, dry_run = cfg.dry_run, rules = rules.rules().len(), "remediation webhook up");
-    let state = AppState::new(
+    tracing::info!(listen = %cfg.listen, dry_run = cfg.dry_run, rules = rules.rules().len(),
+        prometheus = cfg.verify.prometheus_url.as_deref().unwrap_or("none"), "remediation webhook up");
+    let settings = Settings {
         token,
+        policy: cfg.policy,
+        dry_run: cfg.dry_run,
+        max_body_bytes: cfg.max_body_bytes,
+        queue_capacity: cfg.queue_capacity,
+        runs_kept: cfg.runs_kept,
+    };
+    let state = AppState::new(
+        settings,
         rules,
-        cfg.policy,
-        cfg.dry_run,
-        cfg.max_body_bytes,
         Arc::new(SystemClock::new()),
         telemetry::metrics_registry(),
+        verifier,
     );
-    axum::serve(listener, router(Arc::new(state)))
+    axum::serve(listener, start(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

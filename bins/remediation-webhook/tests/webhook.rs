@@ -1,11 +1,14 @@
-//! The real server on 127.0.0.1:0, in-process, fed the Alertmanager 0.25 payloads captured
-//! in `shared/fixtures/alertmanager/`: auth, body limit, bad JSON, and the plans.
+//! The real server, in-process: on 127.0.0.1:0 fed the Alertmanager 0.25 payloads
+//! captured in `shared/fixtures/alertmanager/` (auth, body limit, bad JSON, queued plans),
+//! and on `SRE_TEST_WEBHOOK_PORT` receiving the real Alertmanager of `cargo xtask services
+//! up`, which posts the always-firing `SreTestAlwaysFiring` group with its bearer token.
 
 use remediation_webhook::config::BearerToken;
-use remediation_webhook::server::{AppState, router};
+use remediation_webhook::server::{AppState, Settings, start};
 use serde_json::Value;
-use sre_core::ManualClock;
 use sre_core::guard::{Backoff, Jitter};
+use sre_core::testing::test_env;
+use sre_core::{Clock, ManualClock, SystemClock};
 use sre_remediation::plan::{BlastRadius, Policy};
 use sre_remediation::rules::RuleSet;
 use std::num::NonZeroU32;
@@ -22,8 +25,8 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
-async fn start() -> String {
-    let policy = Policy {
+fn policy() -> Policy {
+    Policy {
         cooldown: Duration::from_mins(5),
         backoff: Backoff::new(
             Duration::from_mins(5),
@@ -41,22 +44,70 @@ async fn start() -> String {
         },
         budget: None,
         retention: Duration::from_hours(24),
+    }
+}
+
+/// Serves a dry-run webhook on `listener` (built-in rules, no metrics backend).
+fn serve(listener: tokio::net::TcpListener, token: &str, clock: Arc<dyn Clock>) -> String {
+    let settings = Settings {
+        token: BearerToken::new(token).expect("non-empty"),
+        policy: policy(),
+        dry_run: true,
+        max_body_bytes: 64 * 1024,
+        queue_capacity: 16,
+        runs_kept: 100,
     };
     let state = AppState::new(
-        BearerToken::new(TOKEN).expect("non-empty"),
+        settings,
         RuleSet::builtin().expect("built-in rules are valid"),
-        policy,
-        true,
-        64 * 1024,
-        Arc::new(ManualClock::at_epoch()),
+        clock,
         sre_core::telemetry::metrics_registry(),
+        None,
     );
+    let addr = listener.local_addr().expect("bound address");
+    let app = start(state);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    format!("http://{addr}")
+}
+
+async fn start_local() -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind loopback");
-    let addr = listener.local_addr().expect("bound address");
-    tokio::spawn(async move { axum::serve(listener, router(Arc::new(state))).await });
-    format!("http://{addr}")
+    serve(listener, TOKEN, Arc::new(ManualClock::at_epoch()))
+}
+
+async fn get(base: &str, path: &str, token: &str) -> (u16, Value) {
+    let resp = reqwest::Client::new()
+        .get(format!("{base}{path}"))
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("request");
+    let status = resp.status().as_u16();
+    let text = resp.text().await.expect("body");
+    (
+        status,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
+}
+
+/// Posts a delivery (expecting 202) and waits for the planner to finish its run.
+async fn deliver(base: &str, body: Vec<u8>) -> Value {
+    let (status, accepted) = post(base, Some(TOKEN), body).await;
+    assert_eq!(status, 202, "{accepted}");
+    assert_eq!(accepted["state"], "queued", "{accepted}");
+    let id = accepted["run"].as_u64().expect("run id");
+    // The planner is one task working through a short queue: a bounded wait for liveness.
+    for _ in 0..500 {
+        let (status, run) = get(base, &format!("/runs/{id}"), TOKEN).await;
+        assert_eq!(status, 200, "{run}");
+        if run["state"] == "done" {
+            return run;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    panic!("run {id} was not planned within 5 s");
 }
 
 async fn post(base: &str, token: Option<&str>, body: Vec<u8>) -> (u16, Value) {
@@ -93,25 +144,22 @@ fn verdicts(v: &Value) -> Vec<String> {
         .unwrap_or_default()
 }
 
-#[tokio::test]
-async fn webhook_plans_real_alertmanager_payloads_and_refuses_bad_requests() {
-    let base = start().await;
-    let firing = fixture("firing-high-memory.json");
-
-    let (status, body) = post(&base, None, firing.clone()).await;
+/// Bad requests of every kind: refused with the right status, and nothing queued.
+async fn refusals(base: &str, firing: &[u8]) {
+    let (status, body) = post(base, None, firing.to_vec()).await;
     assert_eq!(status, 401, "{body}");
     assert_eq!(body["kind"], "unauthorized");
-    let (status, _) = post(&base, Some("wrong-token-7f3a"), firing.clone()).await;
+    let (status, _) = post(base, Some("wrong-token-7f3a"), firing.to_vec()).await;
     assert_eq!(status, 401);
-    let (status, _) = post(&base, Some("x"), firing.clone()).await;
+    let (status, _) = post(base, Some("x"), firing.to_vec()).await;
     assert_eq!(status, 401, "shorter token");
 
-    let (status, body) = post(&base, Some(TOKEN), vec![b' '; 65 * 1024]).await;
+    let (status, body) = post(base, Some(TOKEN), vec![b' '; 65 * 1024]).await;
     assert_eq!(status, 413, "{body}");
-    let (status, body) = post(&base, Some(TOKEN), b"{not json".to_vec()).await;
+    let (status, body) = post(base, Some(TOKEN), b"{not json".to_vec()).await;
     assert_eq!(status, 400);
     assert_eq!(body["kind"], "malformed", "{body}");
-    let (status, body) = post(&base, Some(TOKEN), br#"{"version":"4"}"#.to_vec()).await;
+    let (status, body) = post(base, Some(TOKEN), br#"{"version":"4"}"#.to_vec()).await;
     assert_eq!(status, 400);
     assert!(
         body["error"]
@@ -120,10 +168,34 @@ async fn webhook_plans_real_alertmanager_payloads_and_refuses_bad_requests() {
         "{body}"
     );
 
+    let (status, body) = get(base, "/runs", "wrong-token-7f3a").await;
+    assert_eq!(
+        status, 401,
+        "runs show alert labels: token required, {body}"
+    );
+    let (status, body) = get(base, "/runs", TOKEN).await;
+    assert_eq!(
+        (status, &body["runs"]),
+        (200, &Value::Array(Vec::new())),
+        "refused requests queue nothing"
+    );
+    let (status, body) = get(base, "/runs/99", TOKEN).await;
+    assert_eq!((status, body["kind"].as_str()), (404, Some("not_found")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn webhook_plans_real_alertmanager_payloads_and_refuses_bad_requests() {
+    let base = start_local().await;
+    let firing = fixture("firing-high-memory.json");
+
+    refusals(&base, &firing).await;
+
     // Nothing was planned by the refused requests: the first real delivery acts.
-    let (status, body) = post(&base, Some(TOKEN), firing.clone()).await;
-    assert_eq!(status, 200, "{body}");
+    let body = deliver(&base, firing.clone()).await;
     assert_eq!(verdicts(&body), ["act:scale_up"], "{body}");
+    assert_eq!(body["id"], 1);
+    assert_eq!(body["receiver"], "sre");
+    assert_eq!(body["alerts"], 1);
     let entry = &body["plan"][0];
     assert_eq!(entry["fingerprint"], "4877162fa439cb7f");
     assert_eq!(entry["rule"], "control-plane/high-memory");
@@ -135,22 +207,26 @@ async fn webhook_plans_real_alertmanager_payloads_and_refuses_bad_requests() {
             .is_some_and(|q| q.contains(r#"namespace="catalyst-system""#)),
         "{entry}"
     );
+    assert_eq!(entry["execution"]["result"], "not_executed", "{entry}");
     assert_eq!(
-        entry["execution"],
-        "not executed: dry run (and no executor for scale_up)"
+        entry["execution"]["reason"],
+        "dry run (and no executor for scale_up)"
+    );
+    assert!(
+        entry.get("verification").is_none(),
+        "nothing ran, nothing verified: {entry}"
     );
     assert_eq!(body["dry_run"], true);
 
     // At-least-once delivery: the same alert again is a duplicate, not a second action.
-    let (_, body) = post(&base, Some(TOKEN), firing).await;
+    let body = deliver(&base, firing).await;
     assert_eq!(verdicts(&body), ["skip:duplicate"], "{body}");
 
-    let (_, body) = post(&base, Some(TOKEN), fixture("resolved-high-memory.json")).await;
+    let body = deliver(&base, fixture("resolved-high-memory.json")).await;
     assert_eq!(verdicts(&body), ["skip:nothing_pending"], "{body}");
 
     // Two pods of one model: one batch-size change for the InferenceService, not two.
-    let (status, body) = post(&base, Some(TOKEN), fixture("firing-vllm-oom-two-pods.json")).await;
-    assert_eq!(status, 200);
+    let body = deliver(&base, fixture("firing-vllm-oom-two-pods.json")).await;
     assert_eq!(
         verdicts(&body),
         ["act:reduce_batch_size", "skip:coalesced"],
@@ -158,6 +234,13 @@ async fn webhook_plans_real_alertmanager_payloads_and_refuses_bad_requests() {
     );
     assert_eq!(body["plan"][0]["target"]["kind"], "inference_service");
     assert_eq!(body["plan"][0]["action"]["percent"], 50);
+
+    let (_, runs) = get(&base, "/runs", TOKEN).await;
+    let ids: Vec<u64> = runs["runs"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|r| r["id"].as_u64()).collect())
+        .unwrap_or_default();
+    assert_eq!(ids, [4, 3, 2, 1], "newest first: {runs}");
 
     let health = reqwest::get(format!("{base}/healthz"))
         .await
@@ -170,7 +253,7 @@ async fn webhook_plans_real_alertmanager_payloads_and_refuses_bad_requests() {
         .await
         .expect("text");
     for line in [
-        r#"sre_remediation_requests_rejected_total{reason="unauthorized"} 3"#,
+        r#"sre_remediation_requests_rejected_total{reason="unauthorized"} 4"#,
         r#"sre_remediation_requests_rejected_total{reason="too_large"} 1"#,
         r#"sre_remediation_requests_rejected_total{reason="malformed"} 2"#,
         r#"sre_remediation_actions_planned_total{kind="scale_up"} 1"#,
@@ -182,4 +265,74 @@ async fn webhook_plans_real_alertmanager_payloads_and_refuses_bad_requests() {
         assert!(metrics.contains(line), "missing {line} in\n{metrics}");
     }
     assert!(!metrics.contains(TOKEN));
+}
+
+/// The always-firing rule of the test Prometheus, routed by the test Alertmanager to
+/// `127.0.0.1:$SRE_TEST_WEBHOOK_PORT/alerts` with `Authorization: Bearer
+/// $SRE_TEST_WEBHOOK_TOKEN` (both written by `cargo xtask services up`). The only test that
+/// binds that port.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_real_alertmanager_delivers_the_always_firing_alert_with_its_token() {
+    let port: u16 = test_env("SRE_TEST_WEBHOOK_PORT")
+        .parse()
+        .expect("SRE_TEST_WEBHOOK_PORT is a port");
+    let token = test_env("SRE_TEST_WEBHOOK_TOKEN");
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .unwrap_or_else(|e| panic!("bind 127.0.0.1:{port} (is another webhook running?): {e}"));
+    let base = serve(listener, &token, Arc::new(SystemClock::new()));
+
+    // group_wait and group_interval are 1s and the group is re-sent every 5s: a bounded
+    // wait for delivery, not a latency assertion.
+    let mut last = Value::Null;
+    for _ in 0..120 {
+        let (status, runs) = get(&base, "/runs", &token).await;
+        assert_eq!(status, 200, "{runs}");
+        let delivered = runs["runs"].as_array().and_then(|runs| {
+            runs.iter().find(|r| {
+                r["state"] == "done"
+                    && r["plan"]
+                        .as_array()
+                        .is_some_and(|p| p.iter().any(|e| e["alertname"] == "SreTestAlwaysFiring"))
+            })
+        });
+        if let Some(run) = delivered {
+            assert_eq!(run["receiver"], "sre-test-webhook", "{run}");
+            assert_eq!(run["status"], "firing", "{run}");
+            assert!(
+                run["group_key"]
+                    .as_str()
+                    .is_some_and(|k| k.contains("SreTestAlwaysFiring")),
+                "{run}"
+            );
+            let entry = run["plan"]
+                .as_array()
+                .and_then(|p| p.iter().find(|e| e["alertname"] == "SreTestAlwaysFiring"))
+                .expect("entry");
+            // No built-in rule handles the test alert: accepted and logged as unmatched.
+            assert_eq!(entry["verdict"], "unmatched", "{entry}");
+            assert_eq!(entry["status"], "firing", "{entry}");
+            assert!(entry.get("execution").is_none(), "{entry}");
+            let metrics = reqwest::get(format!("{base}/metrics"))
+                .await
+                .expect("metrics")
+                .text()
+                .await
+                .expect("text");
+            assert!(
+                !metrics.contains(r#"reason="unauthorized""#),
+                "Alertmanager must authenticate every delivery:\n{metrics}"
+            );
+            assert!(
+                metrics.contains(r#"sre_remediation_actions_blocked_total{reason="unmatched"}"#),
+                "{metrics}"
+            );
+            return;
+        }
+        last = runs;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    panic!(
+        "no SreTestAlwaysFiring delivery from Alertmanager within 60 s on port {port}; runs: {last}"
+    );
 }

@@ -3,11 +3,19 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod actions;
+pub mod execute;
 pub mod payload;
 pub mod plan;
+pub mod ports;
 pub mod rules;
+#[cfg(any(test, feature = "test-util"))]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
+pub mod testing;
+pub mod verify;
 
 /// Where this crate stands, so that a caller (and `sre doctor`) can tell a partial
 /// capability from a complete one instead of guessing: `"partial"` while the payload
-/// model, rules and engine work but no executor, verification or Runbook CRD exists.
+/// model, rules, engine and verification work but no executor, rollback or Runbook CRD
+/// exists.
 pub const STATUS: &str = "partial";
