@@ -2,6 +2,8 @@
 //! errors to exit codes (64 usage/config, 65 bad data, 69 unavailable, 75 retry later).
 
 mod drill;
+#[cfg(feature = "rotation")]
+mod rotation;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -20,6 +22,9 @@ enum Command {
     Doctor,
     /// Failover game day on the simulator: scenarios, timelines and a verdict.
     Drill(drill::DrillArgs),
+    /// Secret rotation: status table, rotate one secret now, approve a request.
+    #[cfg(feature = "rotation")]
+    Rotation(rotation::RotationArgs),
 }
 
 fn main() -> ExitCode {
@@ -33,6 +38,8 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Drill(args) => drill::run(&args),
+        #[cfg(feature = "rotation")]
+        Command::Rotation(args) => rotation::run(&args),
         Command::Doctor => {
             println!("failover      {}", sre_failover::STATUS);
             ExitCode::SUCCESS

@@ -2,12 +2,16 @@
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 
+pub mod approvals;
+pub mod config;
+pub mod drive;
 mod error;
 pub mod model;
 pub mod plan;
 pub mod ports;
 pub mod run;
 pub mod state;
+pub mod status;
 
 pub use error::Error;
 pub use model::{Inventory, ManagedSecret, RawInventory, SecretClass};
@@ -18,6 +22,6 @@ pub use state::{Phase, RotationState, Stage};
 /// Where this crate stands, so that a caller (and `sre doctor`) can tell a placeholder
 /// from a working capability instead of guessing.
 pub const STATUS: &str = "partial: inventory config, staged state machine (pure, resumable), \
-     KV-metadata persistence and the step shell work (dynamic DB credentials tested against \
-     real OpenBao + PostgreSQL); no controller binary, no ESO/Reloader restarts, no transit/KMS \
-     classes in the shell yet";
+     KV-metadata persistence, approvals in OpenBao, rotation-controller (schedules, /metrics) and \
+     `sre rotation` work for dynamic DB credentials (tested against real OpenBao + PostgreSQL); \
+     no ESO/Reloader restarts, no transit/KMS/static-role classes in the shell yet";

@@ -10,12 +10,13 @@ use chrono::{DateTime, Utc};
 use sre_adapter_openbao::{
     BaoConfig, BaoDatabase, BaoSecretStore, DynamicRole, PostgresConnection,
 };
+use sre_adapter_postgres::{PgDynamicTarget, PgEndpoint};
 use sre_core::PortError;
 use sre_core::ports::{SecretData, SecretMetadata, SecretStore, SecretValue};
 use sre_core::testing::test_env;
 use sre_rotation::model::{ApprovalPolicy, Cadence, ManagedSecret, SecretClass};
 use sre_rotation::run::{self, Ports};
-use sre_rotation::{CredentialTarget, Phase, Step, Verification};
+use sre_rotation::{Phase, Step, Verification};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
@@ -35,71 +36,23 @@ fn unique(tag: &str) -> String {
     format!("sre-test-{tag}-{}-{nanos}", std::process::id())
 }
 
-/// A real login over TCP with scram; `Ok(Err(reason))` when PostgreSQL refused it.
+/// A real login over TCP with scram through the production target's check;
+/// `Ok(Err(reason))` when PostgreSQL refused it.
 async fn login(cred: &SecretData) -> Result<Result<(), String>, PortError> {
     let port: u16 = test_env("SRE_TEST_PG_PORT")
         .parse()
         .expect("SRE_TEST_PG_PORT");
-    let connected = tokio_postgres::Config::new()
-        .host(test_env("SRE_TEST_PG_HOST"))
-        .port(port)
-        .user(cred.get("username").unwrap_or_default())
-        .password(cred.get("password").unwrap_or_default())
-        .dbname("postgres")
-        .connect_timeout(Duration::from_secs(5))
-        .connect(tokio_postgres::NoTls)
-        .await;
-    let (client, conn) = match connected {
-        Ok(c) => c,
-        Err(e) => {
-            return match e.as_db_error() {
-                Some(db) => Ok(Err(format!("{}: {}", db.code().code(), db.message()))),
-                None => Err(PortError::Unavailable {
-                    backend: "postgres",
-                    message: e.to_string(),
-                }),
-            };
-        }
-    };
-    let task = tokio::spawn(conn);
-    let res = client.simple_query("SELECT 1").await;
-    drop(client);
-    let _ = task.await;
-    Ok(res.map(|_| ()).map_err(|e| e.to_string()))
-}
-
-/// The `CredentialTarget` for dynamic credentials: OpenBao mints the user (so `install`
-/// has nothing to do), a real login tests it, revoking the lease drops it.
-struct PgDynamicTarget {
-    db: BaoDatabase,
-    role: String,
-}
-
-#[async_trait]
-impl CredentialTarget for PgDynamicTarget {
-    async fn issue(&self) -> Result<SecretData, PortError> {
-        let c = self.db.issue(&self.role).await?;
-        Ok(SecretData::from_pairs([
-            ("username", c.username),
-            ("password", c.password),
-            ("lease_id", c.lease.id),
-        ]))
-    }
-    async fn install(&self, _credential: &SecretData) -> Result<(), PortError> {
-        Ok(())
-    }
-    async fn verify(&self, credential: &SecretData) -> Result<Verification, PortError> {
-        Ok(match login(credential).await? {
-            Ok(()) => Verification::Accepted,
-            Err(reason) => Verification::Refused { reason },
-        })
-    }
-    async fn revoke(&self, credential: &SecretData) -> Result<(), PortError> {
-        let lease = credential
-            .get("lease_id")
-            .ok_or_else(|| PortError::Invalid("credential without lease_id".into()))?;
-        self.db.revoke(lease).await
-    }
+    let endpoint = PgEndpoint::new(test_env("SRE_TEST_PG_HOST"), port, "postgres");
+    let verdict = sre_adapter_postgres::login(
+        &endpoint,
+        cred.get("username").unwrap_or_default(),
+        cred.get("password").unwrap_or_default(),
+    )
+    .await?;
+    Ok(match verdict {
+        Verification::Accepted => Ok(()),
+        Verification::Refused { reason } => Err(reason),
+    })
 }
 
 async fn pg_target(tag: &str) -> PgDynamicTarget {
@@ -134,10 +87,14 @@ async fn pg_target(tag: &str) -> PgDynamicTarget {
     )
     .await
     .expect("role");
-    PgDynamicTarget {
+    let port: u16 = test_env("SRE_TEST_PG_PORT")
+        .parse()
+        .expect("SRE_TEST_PG_PORT");
+    PgDynamicTarget::new(
         db,
-        role: "app".into(),
-    }
+        "app",
+        PgEndpoint::new(test_env("SRE_TEST_PG_HOST"), port, "postgres"),
+    )
 }
 
 fn secret(path: String, max_age: Duration, overlap: Duration) -> ManagedSecret {

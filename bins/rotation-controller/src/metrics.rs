@@ -1,0 +1,201 @@
+//! Per-secret rotation metrics for the "Secret Rotation" dashboard. Labels are the
+//! secret's inventory name (bounded by the config) and, for results, one of
+//! `sre_rotation::status::RESULT_LABELS`; never versions, paths or ids.
+
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use sre_core::telemetry::Registry;
+use sre_rotation::status::{RESULT_LABELS, StatusRow};
+
+type Labels = Vec<(String, String)>;
+
+/// The metric families, registered as `sre_rotation_*`.
+#[derive(Debug, Clone, Default)]
+pub struct RotationMetrics {
+    age: Family<Labels, Gauge>,
+    next: Family<Labels, Gauge>,
+    current: Family<Labels, Gauge>,
+    last_result: Family<Labels, Gauge>,
+    readable: Family<Labels, Gauge>,
+    awaiting_approval: Family<Labels, Gauge>,
+    attempts: Family<Labels, Counter>,
+}
+
+fn secret(name: &str) -> Labels {
+    vec![("secret".to_owned(), name.to_owned())]
+}
+
+fn secret_result(name: &str, result: &str) -> Labels {
+    vec![
+        ("secret".to_owned(), name.to_owned()),
+        ("result".to_owned(), result.to_owned()),
+    ]
+}
+
+impl RotationMetrics {
+    /// Registers every family under `rotation_` in `registry` (prefixed `sre_`).
+    pub fn register(registry: &mut Registry) -> Self {
+        let m = Self::default();
+        let sub = registry.sub_registry_with_prefix("rotation");
+        sub.register(
+            "secret_age_seconds",
+            "Seconds since the current version was promoted",
+            m.age.clone(),
+        );
+        sub.register(
+            "next_rotation_timestamp_seconds",
+            "Unix time at which the next rotation is due",
+            m.next.clone(),
+        );
+        sub.register(
+            "current_version",
+            "KV version consumers should use",
+            m.current.clone(),
+        );
+        sub.register(
+            "last_result",
+            "1 for the result of the last rotation attempt (none, rotated, aborted, failed)",
+            m.last_result.clone(),
+        );
+        sub.register(
+            "state_readable",
+            "1 when the rotation state could be read from OpenBao",
+            m.readable.clone(),
+        );
+        sub.register(
+            "awaiting_approval",
+            "1 while a rotation waits for an open approval request",
+            m.awaiting_approval.clone(),
+        );
+        sub.register(
+            "attempts",
+            "Rotation attempts finished by this process, by result",
+            m.attempts.clone(),
+        );
+        m
+    }
+
+    /// Sets the gauges of one secret from its status row.
+    pub fn observe(&self, row: &StatusRow) {
+        let name = row.name.as_str();
+        let l = secret(name);
+        self.readable
+            .get_or_create(&l)
+            .set(i64::from(row.error.is_none()));
+        if row.error.is_some() {
+            return;
+        }
+        match row.age {
+            Some(a) => {
+                self.age
+                    .get_or_create(&l)
+                    .set(i64::try_from(a.as_secs()).unwrap_or(i64::MAX));
+            }
+            None => {
+                self.age.remove(&l);
+            }
+        }
+        match row.next_rotation {
+            Some(t) => {
+                self.next.get_or_create(&l).set(t.timestamp());
+            }
+            None => {
+                self.next.remove(&l);
+            }
+        }
+        self.current
+            .get_or_create(&l)
+            .set(row.current.and_then(|v| i64::try_from(v).ok()).unwrap_or(0));
+        for r in RESULT_LABELS {
+            self.last_result
+                .get_or_create(&secret_result(name, r))
+                .set(i64::from(r == row.last_result));
+        }
+        self.awaiting_approval
+            .get_or_create(&l)
+            .set(i64::from(row.approval.is_some()));
+    }
+
+    /// Counts a finished attempt (`rotated`, `aborted` or `failed`).
+    pub fn attempt(&self, secret_name: &str, result: &'static str) {
+        self.attempts
+            .get_or_create(&secret_result(secret_name, result))
+            .inc();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sre_rotation::SecretClass;
+    use sre_rotation::status::unavailable_row;
+    use std::time::Duration;
+
+    fn row() -> StatusRow {
+        StatusRow {
+            name: "billing-db".into(),
+            class: SecretClass::DynamicDb,
+            current: Some(3),
+            previous: None,
+            pending: None,
+            age: Some(Duration::from_secs(42)),
+            next_rotation: chrono::DateTime::from_timestamp(1_767_229_200, 0),
+            last_result: "rotated",
+            last_message: None,
+            approval: None,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_row_becomes_per_secret_samples_with_bounded_labels() {
+        let mut reg = sre_core::telemetry::metrics_registry();
+        let m = RotationMetrics::register(&mut reg);
+        m.observe(&row());
+        m.attempt("billing-db", "rotated");
+        let text = sre_core::telemetry::render_metrics(&reg).unwrap_or_default();
+        for line in [
+            "sre_rotation_secret_age_seconds{secret=\"billing-db\"} 42",
+            "sre_rotation_next_rotation_timestamp_seconds{secret=\"billing-db\"} 1767229200",
+            "sre_rotation_current_version{secret=\"billing-db\"} 3",
+            "sre_rotation_last_result{secret=\"billing-db\",result=\"rotated\"} 1",
+            "sre_rotation_last_result{secret=\"billing-db\",result=\"failed\"} 0",
+            "sre_rotation_state_readable{secret=\"billing-db\"} 1",
+            "sre_rotation_attempts_total{secret=\"billing-db\",result=\"rotated\"} 1",
+        ] {
+            assert!(text.contains(line), "missing {line}:\n{text}");
+        }
+    }
+
+    #[test]
+    fn an_unreadable_state_keeps_the_last_values_and_says_so() {
+        let mut reg = sre_core::telemetry::metrics_registry();
+        let m = RotationMetrics::register(&mut reg);
+        m.observe(&row());
+        let mut down = unavailable_row(
+            &sre_rotation::ManagedSecret {
+                name: "billing-db".into(),
+                class: SecretClass::DynamicDb,
+                path: "p".into(),
+                cadence: sre_rotation::model::Cadence::Never,
+                overlap: Duration::ZERO,
+                owner: "o".into(),
+                consumers: vec![],
+                approval: sre_rotation::model::ApprovalPolicy::NotRequired,
+            },
+            "sealed".into(),
+        );
+        down.name = "billing-db".into();
+        m.observe(&down);
+        let text = sre_core::telemetry::render_metrics(&reg).unwrap_or_default();
+        assert!(
+            text.contains("sre_rotation_state_readable{secret=\"billing-db\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("sre_rotation_current_version{secret=\"billing-db\"} 3"),
+            "{text}"
+        );
+    }
+}
