@@ -248,11 +248,14 @@ pub fn main(args: &[String]) -> Result<i32> {
     if !run_inherit(cargo().args(["fmt", "--all", "--", "--check"]))?.success() {
         failed.push("rustfmt");
     }
-    println!("lint: cargo clippy --workspace --all-targets -- -D warnings");
+    // All features: optional code (`sre --features rotation`, sre-core `otlp`) is
+    // checked too; every feature is additive, so this is one build, not a matrix.
+    println!("lint: cargo clippy --workspace --all-targets --all-features -- -D warnings");
     if !run_inherit(cargo().args([
         "clippy",
         "--workspace",
         "--all-targets",
+        "--all-features",
         "--",
         "-D",
         "warnings",
@@ -264,7 +267,13 @@ pub fn main(args: &[String]) -> Result<i32> {
     println!("lint: cargo doc --workspace --no-deps (warnings are errors)");
     if !run_inherit(
         cargo()
-            .args(["doc", "--workspace", "--no-deps", "--quiet"])
+            .args([
+                "doc",
+                "--workspace",
+                "--all-features",
+                "--no-deps",
+                "--quiet",
+            ])
             .env("RUSTDOCFLAGS", "-D warnings"),
     )?
     .success()

@@ -89,11 +89,27 @@ fn selects_packages(args: &[String]) -> bool {
     })
 }
 
+/// True unless the user chose features: every feature is additive, and code behind an
+/// optional feature (`sre --features rotation`, `sre-failover/runtime`) must be tested
+/// too, not only what the default features compile.
+fn wants_all_features(args: &[String]) -> bool {
+    !args.iter().any(|a| {
+        a == "--features"
+            || a.starts_with("--features=")
+            || a == "-F"
+            || a == "--no-default-features"
+            || a == "--all-features"
+    })
+}
+
 /// The nextest command line for `extra` user arguments.
 pub fn nextest_args(extra: &[String], ci: bool) -> Vec<String> {
     let mut args: Vec<String> = vec!["nextest".into(), "run".into()];
     if !selects_packages(extra) {
         args.push("--workspace".into());
+    }
+    if wants_all_features(extra) {
+        args.push("--all-features".into());
     }
     let has_profile = extra
         .iter()
@@ -110,6 +126,9 @@ pub fn doctest_args(extra: &[String]) -> Vec<String> {
     let mut args: Vec<String> = vec!["test".into(), "--doc".into()];
     if !selects_packages(extra) {
         args.push("--workspace".into());
+    }
+    if wants_all_features(extra) {
+        args.push("--all-features".into());
     }
     args.extend(package_args(extra));
     args
@@ -197,11 +216,23 @@ mod tests {
     fn nextest_command_lines() {
         assert_eq!(
             nextest_args(&[], false),
-            s(&["nextest", "run", "--workspace"])
+            s(&["nextest", "run", "--workspace", "--all-features"])
         );
         assert_eq!(
             nextest_args(&s(&["-p", "sre-core"]), true),
-            s(&["nextest", "run", "--profile", "ci", "-p", "sre-core"])
+            s(&[
+                "nextest",
+                "run",
+                "--all-features",
+                "--profile",
+                "ci",
+                "-p",
+                "sre-core"
+            ])
+        );
+        assert_eq!(
+            nextest_args(&s(&["-p", "sre", "--features", "rotation"]), false),
+            s(&["nextest", "run", "-p", "sre", "--features", "rotation"])
         );
         assert_eq!(
             nextest_args(&s(&["--exclude", "xtask", "--profile", "default"]), true),
@@ -209,6 +240,7 @@ mod tests {
                 "nextest",
                 "run",
                 "--workspace",
+                "--all-features",
                 "--exclude",
                 "xtask",
                 "--profile",
@@ -219,14 +251,24 @@ mod tests {
 
     #[test]
     fn doctest_command_lines() {
-        assert_eq!(doctest_args(&[]), s(&["test", "--doc", "--workspace"]));
+        assert_eq!(
+            doctest_args(&[]),
+            s(&["test", "--doc", "--workspace", "--all-features"])
+        );
         assert_eq!(
             doctest_args(&s(&["-p", "sre-core", "some_filter"])),
-            s(&["test", "--doc", "-p", "sre-core"])
+            s(&["test", "--doc", "--all-features", "-p", "sre-core"])
         );
         assert_eq!(
             doctest_args(&s(&["--exclude", "xtask"])),
-            s(&["test", "--doc", "--workspace", "--exclude", "xtask"])
+            s(&[
+                "test",
+                "--doc",
+                "--workspace",
+                "--all-features",
+                "--exclude",
+                "xtask"
+            ])
         );
     }
 }
