@@ -193,6 +193,11 @@ pub fn call_for(
     target: Option<&Target>,
     message: &str,
 ) -> Result<Call, ExecError> {
+    const SCALABLE: &[WorkloadKind] = &[
+        WorkloadKind::Deployment,
+        WorkloadKind::StatefulSet,
+        WorkloadKind::InferenceService,
+    ];
     let kind = action.kind();
     let target_of = |allowed: &[WorkloadKind]| -> Result<WorkloadRef, ExecError> {
         let t = target.ok_or(ExecError::MissingTarget(kind))?;
@@ -203,11 +208,6 @@ pub fn call_for(
                 target: t.to_string(),
             })
     };
-    const SCALABLE: &[WorkloadKind] = &[
-        WorkloadKind::Deployment,
-        WorkloadKind::StatefulSet,
-        WorkloadKind::InferenceService,
-    ];
     Ok(match action {
         ActionSpec::ScaleUp {
             step, max_replicas, ..
@@ -401,6 +401,10 @@ mod tests {
     }
 
     /// One case: action + target -> the call, or the error's text.
+    #[allow(
+        clippy::needless_pass_by_value,
+        reason = "table rows read better by value"
+    )]
     fn check(action: ActionSpec, target: Option<Target>, expect: Result<Call, &str>) {
         let got = call_for(&action, target.as_ref(), "msg");
         match (got, expect) {
@@ -505,6 +509,11 @@ mod tests {
                 message: "msg".into(),
             }),
         );
+    }
+
+    #[test]
+    fn unsupported_kinds_and_unfit_targets_are_typed_refusals() {
+        let dep = || Some(t("deployment", Some("ns"), "api"));
         // Kinds without an executor say so.
         for a in [
             ActionSpec::Unseal {},

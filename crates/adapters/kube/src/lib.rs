@@ -1,5 +1,7 @@
 //! Kubernetes actuators for the failover layer ports: `HTTPRoute` backends as k8gb sees
-//! them, Cilium ClusterMesh global services, CNPG replica clusters and Strimzi MirrorMaker2.
+//! them, Cilium ClusterMesh global services, CNPG replica clusters and Strimzi MirrorMaker2;
+//! and the remediation executors (`KubeWorkloads`: scale, restart, rollback, evict, vLLM
+//! batch size, cert-manager renewal).
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -9,10 +11,15 @@ mod fencing;
 mod mesh;
 mod routes;
 mod stateful;
+mod workloads;
 
 pub use fencing::GENERATION_ANNOTATION;
 pub use mesh::{CiliumMeshConfig, CiliumMeshTraffic, GLOBAL_ANNOTATION, SHARED_ANNOTATION};
 pub use routes::{HttpRouteConfig, HttpRouteTraffic};
 pub use stateful::{
     CnpgClusterRef, CnpgTopology, KubeStatefulServices, StatefulConfig, StrimziConfig,
+};
+pub use workloads::{
+    KubeWorkloads, MAX_NUM_SEQS_ARG, REMEDIATION_FIELD_MANAGER, RESTARTED_AT_ANNOTATION,
+    REVISION_ANNOTATION,
 };

@@ -2,7 +2,8 @@
 //! exact requests (method, path, query, JSON body) it expects and replies with API shapes
 //! as the API server sends them. Each runs under a 1-second timeout, so a missing call or
 //! an unexpected extra one (for example a write that should have been refused) fails fast.
-//! One `#[ignore]`d test runs against a real cluster.
+//! The `#[ignore]`d tests run against a real cluster. The `remediation` scenarios drive
+//! `KubeWorkloads` (scale, restart, rollback, evict, vLLM batch size, cert renewal) the same way.
 
 use std::future::Future;
 use std::time::Duration;
@@ -836,4 +837,676 @@ async fn cluster_mesh_annotations_round_trip_on_a_service_it_creates() {
         (status.serving, status.generation),
         (false, Some(Generation(2)))
     );
+}
+
+// ---- remediation executors (KubeWorkloads) ---------------------------------------------------
+
+mod remediation {
+    use super::*;
+    use sre_adapter_kube::KubeWorkloads;
+    use sre_core::ManualClock;
+    use sre_remediation::actions::{
+        Certificates, EvictScope, Mode, WorkloadKind, WorkloadRef, Workloads,
+    };
+    use sre_remediation::execute::{Call as Planned, ExecError, Executors, Step, execute};
+    use std::sync::Arc;
+
+    const DEP: &str = "/apis/apps/v1/namespaces/shop/deployments/api";
+    const DEP_SCALE: &str = "/apis/apps/v1/namespaces/shop/deployments/api/scale";
+    const STS_SCALE: &str = "/apis/apps/v1/namespaces/shop/statefulsets/kc/scale";
+    const RS: &str = "/apis/apps/v1/namespaces/shop/replicasets";
+    const ISVC: &str = "/apis/serving.kserve.io/v1beta1/namespaces/ai/inferenceservices/llama";
+    const POD: &str = "/api/v1/namespaces/shop/pods/api-7d4f-x2x";
+    const PODS: &str = "/api/v1/pods";
+    const CERT: &str = "/apis/cert-manager.io/v1/namespaces/shop/certificates/web-tls";
+    const WRITE: Option<&str> = Some("&fieldManager=sre-remediation");
+    const WRITE_DRY: Option<&str> = Some("&dryRun=All&fieldManager=sre-remediation");
+    /// `ManualClock::at_epoch()`, as the restart annotation and condition times carry it.
+    const NOW: &str = "2026-01-01T00:00:00Z";
+
+    fn call(
+        method: Method,
+        path: &'static str,
+        query: Option<&'static str>,
+        body: Option<Value>,
+        reply: Value,
+    ) -> Call {
+        Call {
+            method,
+            path,
+            query,
+            body,
+            status: 200,
+            reply,
+        }
+    }
+
+    fn refuse(mut c: Call, code: u16, reason: &str) -> Call {
+        c.status = code;
+        c.reply = json!({
+            "kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+            "message": format!("the server says {reason}"), "reason": reason, "code": code
+        });
+        c
+    }
+
+    fn kube(client: Client) -> KubeWorkloads {
+        KubeWorkloads::new(client, Arc::new(ManualClock::at_epoch()))
+    }
+
+    fn dep_ref() -> WorkloadRef {
+        WorkloadRef::new(WorkloadKind::Deployment, "shop", "api")
+    }
+
+    fn isvc_ref() -> WorkloadRef {
+        WorkloadRef::new(WorkloadKind::InferenceService, "ai", "llama")
+    }
+
+    fn scale(kind: &str, name: &str, replicas: u32) -> Value {
+        json!({"kind": "Scale", "apiVersion": "autoscaling/v1",
+               "metadata": {"name": name, "namespace": "shop", "resourceVersion": "40"},
+               "spec": {"replicas": replicas},
+               "status": {"replicas": replicas, "selector": format!("app={name}"), "kind": kind}})
+    }
+
+    fn template(image: &str, hash: Option<&str>) -> Value {
+        let mut labels = json!({"app": "api"});
+        if let Some(h) = hash {
+            labels["pod-template-hash"] = json!(h);
+        }
+        json!({"metadata": {"labels": labels},
+               "spec": {"containers": [{"name": "api", "image": image}]}})
+    }
+
+    fn deployment(revision: u32, tpl: &Value) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "api", "namespace": "shop", "uid": "dep-uid",
+                            "resourceVersion": "88",
+                            "annotations": {"deployment.kubernetes.io/revision": revision.to_string()}},
+               "spec": {"replicas": 3, "selector": {"matchLabels": {"app": "api"}}, "template": tpl}})
+    }
+
+    fn replica_set(name: &str, revision: u32, owner: &str, image: &str) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "ReplicaSet",
+               "metadata": {"name": name, "namespace": "shop",
+                            "annotations": {"deployment.kubernetes.io/revision": revision.to_string()},
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": "Deployment",
+                                                 "name": "api", "uid": owner, "controller": true}]},
+               "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "api", "pod-template-hash": name}},
+                        "template": template(image, Some(name))}})
+    }
+
+    fn isvc(min: Option<u32>, max: Option<u32>, args: &[&str]) -> Value {
+        let mut predictor = json!({"model": {"modelFormat": {"name": "huggingface"},
+                                             "args": args, "resources": {"limits": {"nvidia.com/gpu": "1"}}}});
+        if let Some(m) = min {
+            predictor["minReplicas"] = json!(m);
+        }
+        if let Some(m) = max {
+            predictor["maxReplicas"] = json!(m);
+        }
+        json!({"apiVersion": "serving.kserve.io/v1beta1", "kind": "InferenceService",
+               "metadata": {"name": "llama", "namespace": "ai", "resourceVersion": "501", "generation": 4},
+               "spec": {"predictor": predictor}})
+    }
+
+    #[tokio::test]
+    async fn scale_patches_the_scale_subresource_and_a_dry_run_says_dry_run_all() {
+        let body = json!({"spec": {"replicas": 5}});
+        let out = scenario(
+            vec![
+                get(DEP_SCALE, scale("Deployment", "api", 3)),
+                call(
+                    Method::PATCH,
+                    DEP_SCALE,
+                    WRITE,
+                    Some(body.clone()),
+                    scale("Deployment", "api", 5),
+                ),
+            ],
+            |c| async move { kube(c).scale(&dep_ref(), 5, Mode::Apply).await },
+        )
+        .await
+        .expect("scale");
+        assert!(out.changed && !out.dry_run);
+        assert_eq!(
+            (out.before.as_deref(), out.after.as_deref()),
+            (Some("replicas=3"), Some("replicas=5"))
+        );
+
+        let dry = scenario(
+            vec![
+                get(DEP_SCALE, scale("Deployment", "api", 3)),
+                call(
+                    Method::PATCH,
+                    DEP_SCALE,
+                    WRITE_DRY,
+                    Some(body),
+                    scale("Deployment", "api", 5),
+                ),
+            ],
+            |c| async move { kube(c).scale(&dep_ref(), 5, Mode::DryRun).await },
+        )
+        .await
+        .expect("dry run");
+        assert!(dry.changed && dry.dry_run);
+        assert!(dry.detail.starts_with("dry run: "), "{}", dry.detail);
+
+        let sts = WorkloadRef::new(WorkloadKind::StatefulSet, "shop", "kc");
+        scenario(
+            vec![
+                get(STS_SCALE, scale("StatefulSet", "kc", 1)),
+                call(
+                    Method::PATCH,
+                    STS_SCALE,
+                    WRITE,
+                    Some(json!({"spec": {"replicas": 2}})),
+                    scale("StatefulSet", "kc", 2),
+                ),
+            ],
+            |c| async move { kube(c).scale(&sts, 2, Mode::Apply).await },
+        )
+        .await
+        .expect("statefulset");
+    }
+
+    #[tokio::test]
+    async fn scale_to_the_current_count_sends_no_patch() {
+        let out = scenario(
+            vec![get(DEP_SCALE, scale("Deployment", "api", 5))],
+            |c| async move { kube(c).scale(&dep_ref(), 5, Mode::Apply).await },
+        )
+        .await
+        .expect("no-op");
+        assert!(!out.changed);
+        assert!(
+            out.detail.contains("already at 5 replicas: nothing to do"),
+            "{}",
+            out.detail
+        );
+    }
+
+    #[tokio::test]
+    async fn missing_and_forbidden_objects_are_typed() {
+        let err = scenario(
+            vec![fail(Method::GET, DEP_SCALE, 404, "NotFound")],
+            |c| async move { kube(c).scale(&dep_ref(), 5, Mode::Apply).await },
+        )
+        .await
+        .expect_err("missing");
+        assert!(matches!(err, PortError::NotFound { .. }), "{err:?}");
+
+        let forbidden = refuse(
+            call(
+                Method::PATCH,
+                DEP_SCALE,
+                WRITE,
+                Some(json!({"spec": {"replicas": 4}})),
+                json!({}),
+            ),
+            403,
+            "Forbidden",
+        );
+        let err = scenario(
+            vec![get(DEP_SCALE, scale("Deployment", "api", 3)), forbidden],
+            |c| async move { kube(c).scale(&dep_ref(), 4, Mode::Apply).await },
+        )
+        .await
+        .expect_err("forbidden");
+        assert!(matches!(err, PortError::Rejected { .. }), "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn the_executor_steps_from_the_read_count_through_kube() {
+        let out = scenario(
+            vec![
+                get(DEP_SCALE, scale("Deployment", "api", 9)),
+                get(DEP_SCALE, scale("Deployment", "api", 9)),
+                call(
+                    Method::PATCH,
+                    DEP_SCALE,
+                    WRITE,
+                    Some(json!({"spec": {"replicas": 10}})),
+                    scale("Deployment", "api", 10),
+                ),
+            ],
+            |c| async move {
+                let ex = Executors {
+                    workloads: Some(Arc::new(kube(c))),
+                    ..Executors::default()
+                };
+                let up = Planned::Scale {
+                    target: dep_ref(),
+                    step: Step::Up { by: 2, max: 10 },
+                };
+                execute(&up, &ex, Mode::Apply).await
+            },
+        )
+        .await
+        .expect("scale up");
+        assert_eq!(out.after.as_deref(), Some("replicas=10"));
+
+        // At the rule's bound: one read, no write.
+        let out = scenario(
+            vec![get(DEP_SCALE, scale("Deployment", "api", 10))],
+            |c| async move {
+                let ex = Executors {
+                    workloads: Some(Arc::new(kube(c))),
+                    ..Executors::default()
+                };
+                let up = Planned::Scale {
+                    target: dep_ref(),
+                    step: Step::Up { by: 1, max: 10 },
+                };
+                execute(&up, &ex, Mode::Apply).await
+            },
+        )
+        .await
+        .expect("bound");
+        assert!(!out.changed);
+        let err = scenario(
+            vec![fail(Method::GET, DEP_SCALE, 404, "NotFound")],
+            |c| async move {
+                let ex = Executors {
+                    workloads: Some(Arc::new(kube(c))),
+                    ..Executors::default()
+                };
+                let up = Planned::Scale {
+                    target: dep_ref(),
+                    step: Step::Up { by: 1, max: 10 },
+                };
+                execute(&up, &ex, Mode::Apply).await
+            },
+        )
+        .await
+        .expect_err("missing");
+        assert!(
+            matches!(err, ExecError::Port(PortError::NotFound { .. })),
+            "{err:?}"
+        );
+    }
+
+    #[tokio::test]
+    async fn inference_service_scale_sets_min_replicas_and_lifts_max() {
+        let body = json!({"metadata": {"resourceVersion": "501"},
+                          "spec": {"predictor": {"minReplicas": 3, "maxReplicas": 3}}});
+        let out = scenario(
+            vec![
+                get(ISVC, isvc(Some(2), Some(2), &[])),
+                call(
+                    Method::PATCH,
+                    ISVC,
+                    WRITE,
+                    Some(body),
+                    isvc(Some(3), Some(3), &[]),
+                ),
+            ],
+            |c| async move { kube(c).scale(&isvc_ref(), 3, Mode::Apply).await },
+        )
+        .await
+        .expect("minReplicas");
+        assert_eq!(out.after.as_deref(), Some("minReplicas=3"));
+
+        // No minReplicas: KServe's default of 1 is the current count.
+        let n = scenario(vec![get(ISVC, isvc(None, None, &[]))], |c| async move {
+            kube(c).current_replicas(&isvc_ref()).await
+        })
+        .await
+        .expect("default");
+        assert_eq!(n, 1);
+    }
+
+    #[tokio::test]
+    async fn restart_patches_the_template_annotation_or_deletes_a_pod() {
+        let body = json!({"spec": {"template": {"metadata": {"annotations": {
+            "kubectl.kubernetes.io/restartedAt": NOW}}}}});
+        let out = scenario(
+            vec![
+                get(DEP, deployment(3, &template("api:2", None))),
+                call(
+                    Method::PATCH,
+                    DEP,
+                    WRITE,
+                    Some(body),
+                    deployment(3, &template("api:2", None)),
+                ),
+            ],
+            |c| async move { kube(c).restart(&dep_ref(), Mode::Apply).await },
+        )
+        .await
+        .expect("restart");
+        assert_eq!(
+            out.after.as_deref(),
+            Some("restartedAt=2026-01-01T00:00:00Z")
+        );
+
+        let pod = json!({"apiVersion": "v1", "kind": "Pod",
+                         "metadata": {"name": "api-7d4f-x2x", "namespace": "shop", "uid": "pod-uid"}});
+        let target = WorkloadRef::new(WorkloadKind::Pod, "shop", "api-7d4f-x2x");
+        let out = scenario(
+            vec![
+                get(POD, pod.clone()),
+                // kube sends DeleteOptions in the body: `dryRun: ["All"]` there is the
+                // API server's dry run for a delete, as `?dryRun=All` is for writes.
+                call(
+                    Method::DELETE,
+                    POD,
+                    Some(""),
+                    Some(json!({"dryRun": ["All"]})),
+                    pod,
+                ),
+            ],
+            |c| async move { kube(c).restart(&target, Mode::DryRun).await },
+        )
+        .await
+        .expect("dry-run delete");
+        assert_eq!(out.before.as_deref(), Some("uid=pod-uid"));
+        assert!(out.dry_run);
+    }
+
+    #[tokio::test]
+    async fn rollback_puts_the_previous_revisions_template_back() {
+        let live = deployment(3, &template("api:3", None));
+        let sets = json!({"apiVersion": "apps/v1", "kind": "ReplicaSetList", "metadata": {}, "items": [
+            replica_set("api-1", 1, "dep-uid", "api:1"),
+            replica_set("api-2", 2, "dep-uid", "api:2"),
+            replica_set("api-3", 3, "dep-uid", "api:3"),
+            replica_set("other-9", 2, "someone-else", "evil:9"),
+        ]});
+        let mut want = live.clone();
+        want["spec"]["template"] = template("api:2", None);
+        let out = scenario(
+            vec![
+                get(DEP, live.clone()),
+                list(RS, "&labelSelector=app%3Dapi", sets.clone()),
+                call(Method::PUT, DEP, WRITE, Some(want.clone()), want),
+            ],
+            |c| async move { kube(c).rollback(&dep_ref(), Mode::Apply).await },
+        )
+        .await
+        .expect("rollback");
+        assert_eq!(out.after.as_deref(), Some("template of revision 2"));
+
+        // The previous revision's template is live already: nothing is written.
+        let same = deployment(3, &template("api:2", None));
+        let out = scenario(
+            vec![get(DEP, same), list(RS, "&labelSelector=app%3Dapi", sets)],
+            |c| async move { kube(c).rollback(&dep_ref(), Mode::Apply).await },
+        )
+        .await
+        .expect("no-op");
+        assert!(!out.changed, "{out:?}");
+
+        // Only one revision: nothing to roll back to.
+        let only = json!({"apiVersion": "apps/v1", "kind": "ReplicaSetList", "metadata": {},
+                          "items": [replica_set("api-3", 3, "dep-uid", "api:3")]});
+        let err = scenario(
+            vec![get(DEP, live), list(RS, "&labelSelector=app%3Dapi", only)],
+            |c| async move { kube(c).rollback(&dep_ref(), Mode::Apply).await },
+        )
+        .await
+        .expect_err("no previous");
+        assert!(matches!(err, PortError::NotFound { .. }), "{err:?}");
+    }
+
+    fn pod_on(name: &str, ns: &str, priority: i32, owner: &str) -> Value {
+        json!({"apiVersion": "v1", "kind": "Pod",
+               "metadata": {"name": name, "namespace": ns,
+                            "ownerReferences": [{"apiVersion": "apps/v1", "kind": owner, "name": "o",
+                                                 "uid": "u", "controller": true}]},
+               "spec": {"nodeName": "gpu-1", "priority": priority, "containers": [{"name": "c"}]},
+               "status": {"phase": "Running"}})
+    }
+
+    fn eviction(path: &'static str, name: &str, query: Option<&'static str>) -> Call {
+        call(
+            Method::POST,
+            path,
+            query,
+            Some(json!({"apiVersion": "policy/v1", "kind": "Eviction",
+                        "metadata": {"name": name, "namespace": "jobs"}})),
+            json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success", "code": 201}),
+        )
+    }
+
+    #[tokio::test]
+    async fn eviction_uses_the_eviction_api_below_the_priority_only() {
+        let pods = json!({"apiVersion": "v1", "kind": "PodList", "metadata": {}, "items": [
+            pod_on("batch-a", "jobs", 100, "Job"),
+            pod_on("batch-b", "jobs", 0, "Job"),
+            pod_on("vllm-0", "ai", 100_000, "ReplicaSet"),
+            pod_on("dcgm-exporter", "gpu", 0, "DaemonSet"),
+        ]});
+        let scope = EvictScope::Node("gpu-1".into());
+        let out = scenario(
+            vec![
+                list(PODS, "&fieldSelector=spec.nodeName%3Dgpu-1", pods.clone()),
+                eviction(
+                    "/api/v1/namespaces/jobs/pods/batch-a/eviction",
+                    "batch-a",
+                    Some("&dryRun=All"),
+                ),
+                refuse(
+                    eviction(
+                        "/api/v1/namespaces/jobs/pods/batch-b/eviction",
+                        "batch-b",
+                        Some("&dryRun=All"),
+                    ),
+                    429,
+                    "TooManyRequests",
+                ),
+            ],
+            |c| async move {
+                kube(c)
+                    .evict_lower_priority(&scope, 1000, Mode::DryRun)
+                    .await
+            },
+        )
+        .await
+        .expect("dry-run evict");
+        assert!(out.changed && out.dry_run);
+        assert!(
+            out.detail.contains("evicted jobs/batch-a"),
+            "{}",
+            out.detail
+        );
+        assert!(
+            out.detail
+                .contains("blocked by a PodDisruptionBudget: jobs/batch-b"),
+            "{}",
+            out.detail
+        );
+
+        // Nothing below the threshold: no eviction is sent.
+        let scope = EvictScope::Node("gpu-1".into());
+        let out = scenario(
+            vec![list(PODS, "&fieldSelector=spec.nodeName%3Dgpu-1", pods)],
+            |c| async move { kube(c).evict_lower_priority(&scope, 0, Mode::Apply).await },
+        )
+        .await
+        .expect("none");
+        assert!(!out.changed);
+    }
+
+    #[tokio::test]
+    async fn vllm_batch_size_is_the_max_num_seqs_argument() {
+        let args = ["--model", "/mnt/models", "--max-num-seqs=256"];
+        let n = scenario(
+            vec![get(ISVC, isvc(Some(1), None, &args))],
+            |c| async move { kube(c).max_num_seqs(&isvc_ref()).await },
+        )
+        .await
+        .expect("read");
+        assert_eq!(n, Some(256));
+
+        let mut model = isvc(Some(1), None, &args)["spec"]["predictor"]["model"].clone();
+        model["args"] = json!(["--model", "/mnt/models", "--max-num-seqs=128"]);
+        let body = json!({"metadata": {"resourceVersion": "501"}, "spec": {"predictor": {"model": model}}});
+        let out = scenario(
+            vec![
+                get(ISVC, isvc(Some(1), None, &args)),
+                call(
+                    Method::PATCH,
+                    ISVC,
+                    WRITE,
+                    Some(body),
+                    isvc(Some(1), None, &[]),
+                ),
+            ],
+            |c| async move {
+                kube(c)
+                    .set_max_num_seqs(&isvc_ref(), 128, Mode::Apply)
+                    .await
+            },
+        )
+        .await
+        .expect("set");
+        assert_eq!(
+            (out.before.as_deref(), out.after.as_deref()),
+            (Some("max_num_seqs=256"), Some("max_num_seqs=128"))
+        );
+
+        let out = scenario(
+            vec![get(ISVC, isvc(Some(1), None, &args))],
+            |c| async move {
+                kube(c)
+                    .set_max_num_seqs(&isvc_ref(), 256, Mode::Apply)
+                    .await
+            },
+        )
+        .await
+        .expect("no-op");
+        assert!(!out.changed);
+    }
+
+    #[tokio::test]
+    async fn a_deployments_vllm_container_gets_the_whole_list_back_and_a_lost_race_is_409() {
+        let containers = json!([
+            {"name": "proxy", "image": "envoy:1", "args": ["--config", "/etc/envoy.yaml"]},
+            {"name": "vllm", "image": "vllm/vllm-openai:v0.11.0",
+             "args": ["--model", "m", "--max-num-seqs", "64", "--port", "8000"]}
+        ]);
+        let dep = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+                         "metadata": {"name": "api", "namespace": "shop", "resourceVersion": "88"},
+                         "spec": {"selector": {"matchLabels": {"app": "api"}},
+                                  "template": {"metadata": {"labels": {"app": "api"}},
+                                               "spec": {"containers": containers.clone()}}}});
+        let mut sent = containers;
+        sent[1]["args"] = json!(["--model", "m", "--max-num-seqs=32", "--port", "8000"]);
+        let body = json!({"metadata": {"resourceVersion": "88"},
+                          "spec": {"template": {"spec": {"containers": sent}}}});
+        let err = scenario(
+            vec![
+                get(DEP, dep),
+                refuse(
+                    call(Method::PATCH, DEP, WRITE, Some(body), json!({})),
+                    409,
+                    "Conflict",
+                ),
+            ],
+            |c| async move { kube(c).set_max_num_seqs(&dep_ref(), 32, Mode::Apply).await },
+        )
+        .await
+        .expect_err("lost race");
+        assert!(
+            matches!(err, PortError::PreconditionFailed { .. }),
+            "{err:?}"
+        );
+    }
+
+    fn certificate(issuing: Option<&str>) -> Value {
+        let mut conditions = vec![json!({"type": "Ready", "status": "True", "reason": "Ready",
+                                         "lastTransitionTime": "2025-10-01T00:00:00Z", "observedGeneration": 2})];
+        if let Some(s) = issuing {
+            conditions.push(json!({"type": "Issuing", "status": s, "reason": "Done",
+                                   "lastTransitionTime": "2025-10-01T00:00:00Z", "observedGeneration": 2}));
+        }
+        json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+               "metadata": {"name": "web-tls", "namespace": "shop", "resourceVersion": "812", "generation": 2},
+               "spec": {"secretName": "web-tls", "dnsNames": ["shop.example.com"],
+                        "issuerRef": {"name": "le", "kind": "ClusterIssuer"}},
+               "status": {"conditions": conditions, "notAfter": "2026-01-05T00:00:00Z", "revision": 3}})
+    }
+
+    #[tokio::test]
+    async fn renewal_sets_the_issuing_condition_like_cmctl_renew() {
+        let mut want = certificate(Some("False"));
+        want["status"]["conditions"][1] = json!({
+            "type": "Issuing", "status": "True", "reason": "ManuallyTriggered",
+            "message": "Certificate re-issuance manually triggered",
+            "lastTransitionTime": NOW, "observedGeneration": 2});
+        let out = scenario(
+            vec![
+                get(CERT, certificate(Some("False"))),
+                call(
+                    Method::PUT,
+                    "/apis/cert-manager.io/v1/namespaces/shop/certificates/web-tls/status",
+                    WRITE_DRY,
+                    Some(want.clone()),
+                    want,
+                ),
+            ],
+            |c| async move {
+                kube(c)
+                    .renew_certificate("shop", "web-tls", Mode::DryRun)
+                    .await
+            },
+        )
+        .await
+        .expect("renew");
+        assert!(out.changed && out.dry_run);
+        assert_eq!(out.before.as_deref(), Some("Issuing=False"));
+
+        let out = scenario(vec![get(CERT, certificate(Some("True")))], |c| async move {
+            kube(c)
+                .renew_certificate("shop", "web-tls", Mode::Apply)
+                .await
+        })
+        .await
+        .expect("already issuing");
+        assert!(!out.changed, "{out:?}");
+    }
+}
+
+#[tokio::test]
+#[ignore = "needs a cluster: KUBECONFIG (optional SRE_KUBE_TEST_NAMESPACE, default `default`); cargo test -p sre-adapter-kube -- --ignored"]
+async fn cluster_scale_round_trip_on_a_deployment_it_creates() {
+    use k8s_openapi::api::apps::v1::Deployment;
+    use kube::api::{Api, DeleteParams, PostParams};
+    use sre_adapter_kube::KubeWorkloads;
+    use sre_remediation::actions::{Mode, WorkloadKind, WorkloadRef, Workloads};
+
+    let client = Client::try_default()
+        .await
+        .expect("KUBECONFIG or in-cluster config");
+    let ns = std::env::var("SRE_KUBE_TEST_NAMESPACE").unwrap_or_else(|_| "default".into());
+    let name = format!("sre-kube-scale-{}", std::process::id());
+    let api: Api<Deployment> = Api::namespaced(client.clone(), &ns);
+    let dep: Deployment = serde_json::from_value(json!({
+        "metadata": {"name": name},
+        "spec": {"replicas": 0, "selector": {"matchLabels": {"app": name}},
+                 "template": {"metadata": {"labels": {"app": name}},
+                              "spec": {"containers": [{"name": "pause", "image": "registry.k8s.io/pause:3.10"}]}}}
+    }))
+    .expect("deployment");
+    api.create(&PostParams::default(), &dep)
+        .await
+        .expect("create test deployment");
+
+    let w = KubeWorkloads::new(client, std::sync::Arc::new(sre_core::SystemClock::new()));
+    let target = WorkloadRef::new(WorkloadKind::Deployment, ns.clone(), name.clone());
+    let dry = w.scale(&target, 1, Mode::DryRun).await;
+    let after_dry = w.current_replicas(&target).await;
+    let applied = w.scale(&target, 1, Mode::Apply).await;
+    let again = w.scale(&target, 1, Mode::Apply).await;
+    let now = w.current_replicas(&target).await;
+    api.delete(&name, &DeleteParams::default())
+        .await
+        .expect("delete test deployment");
+
+    assert!(dry.expect("dry run").changed);
+    assert_eq!(after_dry.expect("read"), 0, "a dry run persists nothing");
+    assert!(applied.expect("scale").changed);
+    assert!(!again.expect("idempotent").changed);
+    assert_eq!(now.expect("read"), 1);
 }
