@@ -6,6 +6,7 @@
 //! (comma-separated resolver addresses) and `QUORUM` (answers needed), plus the usual
 //! `AWS_ACCESS_KEY_ID` / `AWS_SECRET_ACCESS_KEY` for the S3 witness.
 
+use crate::layers::{KubeLayers, RawKube};
 use serde::{Deserialize, Serialize};
 use sre_core::RegionId;
 use sre_core::config::{ConfigError, EnvOverrides, Validate};
@@ -59,6 +60,8 @@ pub struct RawControllerConfig {
     #[serde(default = "json")]
     log_format: String,
     evidence: Option<RawEvidence>,
+    kube: Option<RawKube>,
+    control: Option<RawControl>,
 }
 
 fn automatic() -> Mode {
@@ -150,6 +153,38 @@ struct RawEvidence {
     path: PathBuf,
 }
 
+/// `control:` the authenticated endpoint for approvals and operator commands.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawControl {
+    /// The bearer token (prefer `token_file`, or `FAILOVER__CONTROL__TOKEN`).
+    token: Option<String>,
+    /// A file holding the bearer token (a mounted Secret).
+    token_file: Option<PathBuf>,
+    /// Who may approve a promotion (empty: anyone but the controller itself).
+    #[serde(default)]
+    approvers: Vec<String>,
+    /// How long an approval request (and a `promote` command) stays valid.
+    #[serde(default = "approval_ttl", with = "humantime_serde")]
+    approval_ttl: Duration,
+}
+
+fn approval_ttl() -> Duration {
+    Duration::from_mins(10)
+}
+
+/// The validated `control:` section.
+#[derive(Debug, Clone, Serialize)]
+pub struct ControlConfig {
+    /// The bearer token every `/v1` request must carry.
+    pub token: Secret,
+    /// Allowed approvers (empty: anyone but the requester).
+    pub approvers: Vec<String>,
+    /// Validity of an approval request or a `promote` command.
+    #[serde(with = "humantime_serde")]
+    pub approval_ttl: Duration,
+}
+
 /// A secret that never reaches a log line or `--check-config` output.
 #[derive(Clone)]
 pub struct Secret(pub String);
@@ -225,6 +260,10 @@ pub struct ControllerConfig {
     pub witness: WitnessChoice,
     /// True for lease-only mode (`layers: none`).
     pub lease_only: bool,
+    /// The Kubernetes objects the layers move (`layers: kube`).
+    pub kube: Option<KubeLayers>,
+    /// The control endpoint (`/v1/...`), when a token is configured.
+    pub control: Option<ControlConfig>,
     /// `/metrics` and `/healthz` listen here.
     pub listen: SocketAddr,
     /// Loop pacing.
@@ -401,17 +440,93 @@ impl RawControllerConfig {
         }
     }
 
-    fn misc(&self, errs: &mut Vec<ConfigError>) -> (bool, Result<SocketAddr, ()>, LogFormat) {
-        let lease_only = match self.layers.as_str() {
-            "none" => true,
-            other => {
+    fn layers(&self, errs: &mut Vec<ConfigError>) -> Option<KubeLayers> {
+        match (self.layers.as_str(), &self.kube) {
+            ("none", None) => None,
+            ("none", Some(_)) => {
+                errs.push(ConfigError::new(
+                    "kube",
+                    "only read with layers: kube (layers is none)",
+                ));
+                None
+            }
+            ("kube", Some(k)) => Some(k.validate(errs)),
+            ("kube", None) => {
+                errs.push(ConfigError::new(
+                    "kube",
+                    "required with layers: kube (namespace, routes, mesh, cnpg, ferretdb, strimzi)",
+                ));
+                None
+            }
+            (other, _) => {
                 errs.push(ConfigError::new(
                     "layers",
-                    format!("{other:?}: only \"none\" (lease-only) is available in this build; the kube layers are not wired yet"),
+                    format!("{other:?}: use none (lease-only) or kube"),
                 ));
-                true
+                None
+            }
+        }
+    }
+
+    fn control(&self, errs: &mut Vec<ConfigError>) -> Option<ControlConfig> {
+        let Some(c) = &self.control else {
+            if self.mode != Mode::Automatic {
+                errs.push(ConfigError::new(
+                    "control.token_file",
+                    format!("required in mode {:?}: approvals and promote/demote come through the control endpoint", self.mode),
+                ));
+            }
+            return None;
+        };
+        let token = match (&c.token, &c.token_file) {
+            (Some(t), None) => Some(t.trim().to_owned()),
+            (None, Some(f)) => match std::fs::read_to_string(f) {
+                Ok(t) => Some(t.trim().to_owned()),
+                Err(e) => {
+                    errs.push(ConfigError::new(
+                        "control.token_file",
+                        format!("{}: {e}", f.display()),
+                    ));
+                    None
+                }
+            },
+            (Some(_), Some(_)) => {
+                errs.push(ConfigError::new(
+                    "control.token",
+                    "set token or token_file, not both",
+                ));
+                None
+            }
+            (None, None) => {
+                errs.push(ConfigError::new(
+                    "control.token_file",
+                    "required (or control.token)",
+                ));
+                None
             }
         };
+        // A short token is guessable whatever the comparison does.
+        let token = token.filter(|t| {
+            let ok = t.len() >= 16;
+            if !ok {
+                errs.push(ConfigError::new("control.token", "at least 16 characters"));
+            }
+            ok
+        })?;
+        if c.approval_ttl < Duration::from_secs(10) {
+            errs.push(ConfigError::new(
+                "control.approval_ttl",
+                "at least 10s: a human must be able to answer",
+            ));
+        }
+        Some(ControlConfig {
+            token: Secret(token),
+            approvers: c.approvers.clone(),
+            approval_ttl: c.approval_ttl,
+        })
+    }
+
+    fn misc(&self, errs: &mut Vec<ConfigError>) -> (Result<SocketAddr, ()>, LogFormat) {
         let listen = self.listen.parse::<SocketAddr>().map_err(|e| {
             errs.push(ConfigError::new(
                 "listen",
@@ -429,7 +544,7 @@ impl RawControllerConfig {
                 LogFormat::Json
             }
         };
-        (lease_only, listen, log_format)
+        (listen, log_format)
     }
 }
 
@@ -469,7 +584,9 @@ impl Validate for RawControllerConfig {
         };
         let failover = Validate::validate(raw).map_err(|e| errs.extend(e)).ok();
         let witness = self.witness(&mut errs);
-        let (lease_only, listen, log_format) = self.misc(&mut errs);
+        let (listen, log_format) = self.misc(&mut errs);
+        let kube = self.layers(&mut errs);
+        let control = self.control(&mut errs);
         let health = self.health(failover.as_ref(), &mut errs);
         if self.tick.is_zero() {
             errs.push(ConfigError::new("tick", "must be greater than zero"));
@@ -493,7 +610,9 @@ impl Validate for RawControllerConfig {
                     resolvers,
                     health,
                     witness,
-                    lease_only,
+                    lease_only: kube.is_none(),
+                    kube,
+                    control,
                     listen,
                     settings: RunSettings {
                         tick: self.tick,
@@ -605,11 +724,150 @@ mod tests {
             "resolvers[2]",
             "quorum.needed",
             "witness.bucket",
-            "layers",
+            "kube",
             "health.zone",
             "tick",
         ] {
             assert!(err.iter().any(|p| p == key), "{key} missing from {err:?}");
         }
+    }
+
+    const BASE: &str = "region: eu\npeer_region: us\nresolvers: [1.1.1.1, 8.8.8.8, 9.9.9.9]\nhealth: {zone: gslb.example.com}\nwitness: {kind: file, path: /tmp/lease}\n";
+
+    fn with(extra: &str) -> Result<ControllerConfig, Vec<String>> {
+        load::<RawControllerConfig>(&yaml(&format!("{BASE}{extra}")), &env_overrides(), vec![])
+            .map_err(|e| e.errors.into_iter().map(|e| e.path).collect())
+    }
+
+    #[test]
+    fn kube_layers_map_onto_the_adapter_config() {
+        let c = with(
+            "layers: kube\nkube:\n  namespace: shop\n  peer_context: us-admin\n  routes: {names: [storefront], serving_backend: storefront, withdrawn_backend: storefront-withdrawn}\n  mesh: {services: [orders, carts]}\n  cnpg: {namespace: db, cluster: pg-eu, peer_name: pg-us}\n  ferretdb: {cluster: fdb-eu, self_name: eu, peer_name: us, peer_cluster: fdb-us, peer_namespace: docs}\n  strimzi: {mirror_maker: mm2-into-eu, local_alias: eu, standby_replicas: 2}\n",
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(!c.lease_only);
+        let k = c.kube.unwrap_or_else(|| panic!("kube section"));
+        let r = k.routes_config();
+        assert_eq!(
+            (
+                r.namespace.as_str(),
+                r.routes.as_slice(),
+                r.serving_backend.as_str(),
+                r.withdrawn_backend.as_str()
+            ),
+            (
+                "shop",
+                ["storefront".to_owned()].as_slice(),
+                "storefront",
+                "storefront-withdrawn"
+            )
+        );
+        let m = k.mesh_config();
+        assert_eq!((m.namespace.as_str(), m.services.len()), ("shop", 2));
+        let st = k.stateful_config();
+        let cnpg = st.cnpg.unwrap_or_else(|| panic!("cnpg"));
+        assert_eq!(
+            (cnpg.local.namespace.as_str(), cnpg.local.name.as_str()),
+            ("db", "pg-eu")
+        );
+        assert_eq!(
+            (cnpg.self_name.as_str(), cnpg.peer_name.as_str()),
+            ("pg-eu", "pg-us")
+        );
+        let peer = cnpg
+            .peer
+            .unwrap_or_else(|| panic!("peer ref with peer_context"));
+        assert_eq!(
+            (peer.namespace.as_str(), peer.name.as_str()),
+            ("db", "pg-us")
+        );
+        let fdb = st.ferretdb.unwrap_or_else(|| panic!("ferretdb"));
+        assert_eq!(fdb.local.namespace, "shop");
+        assert_eq!(
+            fdb.peer.map(|p| (p.namespace, p.name)),
+            Some(("docs".into(), "fdb-us".into()))
+        );
+        let mm2 = st.strimzi.unwrap_or_else(|| panic!("strimzi"));
+        assert_eq!(
+            (mm2.mirror_maker.as_str(), mm2.standby_replicas.get()),
+            ("mm2-into-eu", 2)
+        );
+    }
+
+    #[test]
+    fn without_a_peer_context_no_peer_cluster_is_named() {
+        let c = with("layers: kube\nkube: {namespace: shop, routes: {names: [a], serving_backend: s, withdrawn_backend: w}, mesh: {services: [m]}, cnpg: {cluster: pg-eu, peer_name: pg-us}}\n")
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let st = c.kube.map(|k| k.stateful_config());
+        assert_eq!(st.and_then(|s| s.cnpg).map(|c| c.peer), Some(None));
+    }
+
+    #[test]
+    fn kube_layer_problems_are_all_reported() {
+        let errs = with("layers: kube\nkube:\n  routes: {names: [], serving_backend: s, withdrawn_backend: s}\n  cnpg: {cluster: pg, peer_name: pg}\n  strimzi: {namespace: k, standby_replicas: 0}\n  typo: 1\n")
+            .err()
+            .unwrap_or_default();
+        assert!(
+            errs.iter().any(|p| p.contains("typo") || p == "kube"),
+            "unknown key refused: {errs:?}"
+        );
+        let errs = with("layers: kube\nkube:\n  routes: {names: [], serving_backend: s, withdrawn_backend: s}\n  cnpg: {cluster: pg, peer_name: pg}\n  strimzi: {namespace: k, standby_replicas: 0}\n")
+            .err()
+            .unwrap_or_default();
+        for key in [
+            "kube.routes.namespace",
+            "kube.routes.names",
+            "kube.routes.withdrawn_backend",
+            "kube.mesh.namespace",
+            "kube.mesh.services",
+            "kube.cnpg.namespace",
+            "kube.cnpg.peer_name",
+            "kube.strimzi.mirror_maker",
+            "kube.strimzi.local_alias",
+            "kube.strimzi.standby_replicas",
+        ] {
+            assert!(errs.iter().any(|p| p == key), "{key} missing from {errs:?}");
+        }
+        assert_eq!(with("layers: kube\n").err(), Some(vec!["kube".to_owned()]));
+        let e = with("kube: {namespace: x}\n").err();
+        assert_eq!(
+            e,
+            Some(vec!["kube".to_owned()]),
+            "a kube section needs layers: kube"
+        );
+    }
+
+    #[test]
+    fn non_automatic_modes_need_a_control_token() {
+        assert_eq!(
+            with("mode: semi-automatic\n").err(),
+            Some(vec!["control.token_file".to_owned()])
+        );
+        assert_eq!(
+            with("mode: manual\ncontrol: {token: short}\n").err(),
+            Some(vec!["control.token".to_owned()])
+        );
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let f = dir.path().join("token");
+        std::fs::write(&f, "0123456789abcdef-long-enough\n").unwrap_or_else(|e| panic!("{e}"));
+        let c = with(&format!(
+            "mode: manual\ncontrol: {{token_file: {}, approvers: [ana], approval_ttl: 5m}}\n",
+            f.display()
+        ))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        let control = c.control.unwrap_or_else(|| panic!("control"));
+        assert_eq!(control.token.0, "0123456789abcdef-long-enough");
+        assert_eq!(control.approval_ttl, Duration::from_mins(5));
+        assert!(!effective_contains_token(&c_effective(&f)));
+    }
+
+    fn c_effective(f: &std::path::Path) -> String {
+        let c = with(&format!("control: {{token_file: {}}}\n", f.display()))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        effective(&c).to_string()
+    }
+
+    fn effective_contains_token(shown: &str) -> bool {
+        shown.contains("long-enough")
     }
 }

@@ -1,233 +1,92 @@
-//! `/metrics` and `/healthz`, both read from the status the loop publishes after every
-//! tick, so that a scrape never waits on the witness or a resolver.
+//! The HTTP side of the controller: `/metrics` and `/healthz` (open, read from the
+//! status the loop publishes after every tick, so a scrape never waits on the witness),
+//! and the control endpoint under `/v1` (bearer token, compared in constant time;
+//! bodies capped at 4 KiB):
 //!
-//! Metric names: the upstream deployment's `failover_lease_status`,
-//! `failover_witness_reachable` and `failover_last_failover_time` keep their names (their
-//! dashboards and alerts exist); everything else is `sre_failover_*`.
+//! - `GET /v1/status`: the loop's status and the pending approval / commands;
+//! - `POST /v1/approvals/{plan_id}` `{"approver": "ana"}`: approve a promotion plan
+//!   (semi-automatic mode; four eyes: the controller is the requester);
+//! - `POST /v1/commands/promote|demote` `{"by": "ana"}`: operator commands.
+//!
+//! Metric definitions live in `sre_failover::metrics`; this module only serves them.
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
-use axum::routing::get;
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::family::Family;
-use prometheus_client::metrics::gauge::Gauge;
+use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
 use prometheus_client::registry::Registry;
-use sre_failover::plan::{Direction, StepStatus};
+use serde::Deserialize;
+use sre_core::Clock;
+use sre_core::approval::Principal;
+use sre_failover::control::{Control, ControlError};
+use sre_failover::metrics::Metrics;
+use sre_failover::model::OperatorCommand;
 use sre_failover::run::RuntimeStatus;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, PoisonError};
+use subtle::ConstantTimeEq;
 use tokio::sync::watch;
 
-type Labels = Vec<(String, String)>;
+/// Largest accepted request body: a name and a little JSON.
+const MAX_BODY: usize = 4096;
 
-#[derive(Default)]
-struct Metrics {
-    lease_status: Gauge,
-    witness_reachable: Gauge,
-    last_failover_time: Gauge,
-    role: Family<Labels, Gauge>,
-    serving: Gauge,
-    generation: Gauge,
-    lease_generation: Gauge,
-    lease_age: Gauge<f64, AtomicU64>,
-    quorum_answers: Family<Labels, Gauge>,
-    resolver_answer: Family<Labels, Gauge>,
-    plan_steps: Family<Labels, Gauge>,
-    pages: Family<Labels, Counter>,
-    fences: Counter,
-    approvals: Counter,
-    evidence_failures: Counter,
-    ticks: Counter,
+/// The control endpoint's wiring: the loop's handle, the token and a wall clock.
+pub struct ControlApi {
+    /// The loop's control handle.
+    pub control: Control,
+    /// The bearer token every `/v1` request must carry.
+    pub token: String,
+    /// Wall time for approval expiry.
+    pub clock: Arc<dyn Clock>,
 }
 
-/// The registry and the metrics in it, updated from a status snapshot per scrape.
-pub struct MetricsState {
-    inner: Mutex<(Registry, Metrics)>,
+/// Everything the handlers read.
+pub struct AppState {
+    metrics: Mutex<(Registry, Metrics)>,
     status: watch::Receiver<RuntimeStatus>,
+    control: Option<ControlApi>,
 }
 
-impl MetricsState {
-    /// Registers every metric.
-    pub fn new(status: watch::Receiver<RuntimeStatus>) -> Self {
-        let m = Metrics::default();
-        let mut r = Registry::default();
-        r.register(
-            "failover_lease_status",
-            "1 while this region is active (holds failover authority)",
-            m.lease_status.clone(),
-        );
-        r.register(
-            "failover_witness_reachable",
-            "1 when the last witness read answered",
-            m.witness_reachable.clone(),
-        );
-        r.register(
-            "failover_last_failover_time",
-            "Unix time this region last became active (0: never)",
-            m.last_failover_time.clone(),
-        );
-        let s = r.sub_registry_with_prefix("sre_failover");
-        s.register("role", "1 for the current role", m.role.clone());
-        s.register(
-            "serving",
-            "1 while active with the promotion plan complete",
-            m.serving.clone(),
-        );
-        s.register(
-            "generation",
-            "Fencing token of the current role (0: none)",
-            m.generation.clone(),
-        );
-        s.register(
-            "lease_generation",
-            "Generation of the record at the witness",
-            m.lease_generation.clone(),
-        );
-        s.register(
-            "lease_age_seconds",
-            "Seconds since the witness record was last renewed",
-            m.lease_age.clone(),
-        );
-        s.register(
-            "quorum_answers",
-            "Resolvers giving each answer per region",
-            m.quorum_answers.clone(),
-        );
-        s.register(
-            "resolver_answer",
-            "1 for each resolver's current answer per region",
-            m.resolver_answer.clone(),
-        );
-        s.register(
-            "plan_steps",
-            "Steps of the last layer plan by status",
-            m.plan_steps.clone(),
-        );
-        s.register("pages", "Pages raised by reason", m.pages.clone());
-        s.register(
-            "fences",
-            "Times this region fenced itself",
-            m.fences.clone(),
-        );
-        s.register(
-            "approvals_requested",
-            "Promotion approvals requested",
-            m.approvals.clone(),
-        );
-        s.register(
-            "evidence_failures",
-            "Evidence appends that failed",
-            m.evidence_failures.clone(),
-        );
-        s.register("ticks", "Controller loop iterations", m.ticks.clone());
+impl AppState {
+    /// Registers the metrics; `control: None` leaves `/v1` unrouted (404).
+    pub fn new(status: watch::Receiver<RuntimeStatus>, control: Option<ControlApi>) -> Self {
+        let mut registry = Registry::default();
+        let metrics = Metrics::register(&mut registry);
         Self {
-            inner: Mutex::new((r, m)),
+            metrics: Mutex::new((registry, metrics)),
             status,
+            control,
         }
     }
 
     /// The metrics text for the current status.
     pub fn render(&self) -> String {
         let st = self.status.borrow().clone();
-        let guard = self.inner.lock().unwrap_or_else(PoisonError::into_inner);
+        let guard = self.metrics.lock().unwrap_or_else(PoisonError::into_inner);
         let (registry, m) = &*guard;
-        update(m, &st);
+        m.update(&st);
         sre_core::telemetry::render_metrics(registry).unwrap_or_default()
     }
 }
 
-fn labels(pairs: &[(&str, &str)]) -> Labels {
-    pairs
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
-}
-
-fn catch_up(c: &Counter, total: u64) {
-    c.inc_by(total.saturating_sub(c.get()));
-}
-
-fn update(m: &Metrics, st: &RuntimeStatus) {
-    m.lease_status.set(i64::from(st.role.is_active()));
-    m.witness_reachable.set(i64::from(st.witness_reachable));
-    m.last_failover_time
-        .set(st.last_failover_at.map_or(0, |t| t.timestamp()));
-    m.role.clear();
-    for r in ["standby", "acquiring", "active", "fenced", "demoting"] {
-        m.role
-            .get_or_create(&labels(&[("role", r)]))
-            .set(i64::from(st.role.name() == r));
-    }
-    m.serving.set(i64::from(st.serving));
-    let g = st.role.generation().map_or(0, |g| g.0);
-    m.generation.set(i64::try_from(g).unwrap_or(i64::MAX));
-    let lg = st.lease.as_ref().map_or(0, |l| l.generation.0);
-    m.lease_generation
-        .set(i64::try_from(lg).unwrap_or(i64::MAX));
-    m.lease_age
-        .set(st.lease.as_ref().map_or(0.0, |l| l.age_seconds));
-    m.quorum_answers.clear();
-    m.resolver_answer.clear();
-    for a in &st.answers {
-        let answer = serde_json::to_value(a.answer).ok();
-        let answer = answer
-            .as_ref()
-            .and_then(|v| v.as_str())
-            .unwrap_or("unknown");
-        m.quorum_answers
-            .get_or_create(&labels(&[
-                ("region", a.region.as_str()),
-                ("answer", answer),
-            ]))
-            .inc();
-        m.resolver_answer
-            .get_or_create(&labels(&[
-                ("resolver", &a.resolver),
-                ("region", a.region.as_str()),
-                ("answer", answer),
-            ]))
-            .set(1);
-    }
-    m.plan_steps.clear();
-    if let Some(p) = &st.plan {
-        let dir = match p.direction {
-            Direction::Promotion => "promotion",
-            Direction::Demotion => "demotion",
-        };
-        for s in &p.steps {
-            let status = match s.status {
-                StepStatus::Pending => "pending",
-                StepStatus::Running => "running",
-                StepStatus::Verified => "verified",
-                StepStatus::Skipped { .. } => "skipped",
-                StepStatus::Failed { .. } => "failed",
-            };
-            m.plan_steps
-                .get_or_create(&labels(&[("direction", dir), ("status", status)]))
-                .inc();
-        }
-    }
-    for (reason, n) in &st.pages_total {
-        catch_up(&m.pages.get_or_create(&labels(&[("reason", reason)])), *n);
-    }
-    catch_up(&m.fences, st.fences_total);
-    catch_up(&m.approvals, st.approvals_requested_total);
-    catch_up(&m.evidence_failures, st.evidence_failures_total);
-    catch_up(&m.ticks, st.ticks_total);
-}
-
-/// The router: `/metrics` (Prometheus text) and `/healthz` (200 once the loop has
-/// ticked, with the status as JSON).
-pub fn router(state: Arc<MetricsState>) -> Router {
-    Router::new()
+/// The router.
+pub fn router(state: Arc<AppState>) -> Router {
+    let open = Router::new()
         .route("/metrics", get(metrics))
-        .route("/healthz", get(healthz))
+        .route("/healthz", get(healthz));
+    let routes = if state.control.is_some() {
+        open.route("/v1/status", get(status))
+            .route("/v1/approvals/{plan_id}", post(approve))
+            .route("/v1/commands/{command}", post(command))
+    } else {
+        open
+    };
+    routes
+        .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
 
-async fn metrics(State(s): State<Arc<MetricsState>>) -> impl IntoResponse {
+async fn metrics(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     (
         [(
             header::CONTENT_TYPE,
@@ -237,80 +96,273 @@ async fn metrics(State(s): State<Arc<MetricsState>>) -> impl IntoResponse {
     )
 }
 
-async fn healthz(State(s): State<Arc<MetricsState>>) -> impl IntoResponse {
+async fn healthz(State(s): State<Arc<AppState>>) -> impl IntoResponse {
     let st = s.status.borrow().clone();
     let code = if st.ticks_total > 0 {
         StatusCode::OK
     } else {
         StatusCode::SERVICE_UNAVAILABLE
     };
-    (code, axum::Json(st))
+    (code, Json(st))
+}
+
+fn error(code: StatusCode, kind: &str, message: impl std::fmt::Display) -> Response {
+    let body = serde_json::json!({ "error": kind, "message": message.to_string() });
+    (code, Json(body)).into_response()
+}
+
+/// The control API if the request carries its token; the refusal otherwise.
+fn authorized<'a>(s: &'a AppState, headers: &HeaderMap) -> Result<&'a ControlApi, Box<Response>> {
+    let Some(api) = &s.control else {
+        return Err(Box::new(error(
+            StatusCode::NOT_FOUND,
+            "disabled",
+            "no control token configured",
+        )));
+    };
+    let sent = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "))
+        .unwrap_or_default();
+    if bool::from(sent.ct_eq(api.token.as_bytes())) {
+        Ok(api)
+    } else {
+        let mut r = error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "bearer token required",
+        );
+        r.headers_mut().insert(
+            header::WWW_AUTHENTICATE,
+            header::HeaderValue::from_static("Bearer"),
+        );
+        Err(Box::new(r))
+    }
+}
+
+/// A person's name as given: non-empty, short, printable (it lands in the audit trail).
+fn principal(name: &str) -> Result<Principal, Box<Response>> {
+    let name = name.trim();
+    if name.is_empty() || name.len() > 128 || name.chars().any(char::is_control) {
+        return Err(Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "bad_name",
+            "a non-empty printable name of at most 128 bytes",
+        )));
+    }
+    Ok(Principal::new(name))
+}
+
+async fn status(State(s): State<Arc<AppState>>, headers: HeaderMap) -> Response {
+    match authorized(&s, &headers) {
+        Ok(api) => {
+            let runtime = s.status.borrow().clone();
+            let control = api.control.status(api.clock.wall());
+            Json(serde_json::json!({ "runtime": runtime, "control": control })).into_response()
+        }
+        Err(r) => *r,
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ApproveBody {
+    approver: String,
+}
+
+async fn approve(
+    State(s): State<Arc<AppState>>,
+    Path(plan_id): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<ApproveBody>>,
+) -> Response {
+    let api = match authorized(&s, &headers) {
+        Ok(api) => api,
+        Err(r) => return *r,
+    };
+    let Some(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            r#"expected {"approver": NAME}"#,
+        );
+    };
+    let by = match principal(&body.approver) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    match api.control.approve(&plan_id, by.clone(), api.clock.wall()) {
+        Ok(st) => {
+            tracing::warn!(%plan_id, approver = %by, "promotion approved");
+            Json(serde_json::json!({ "plan_id": plan_id, "status": st })).into_response()
+        }
+        Err(e) => {
+            let code = match &e {
+                ControlError::UnknownPlan { .. } => StatusCode::NOT_FOUND,
+                ControlError::Approval(a) => match a.kind() {
+                    "expired" => StatusCode::GONE,
+                    "already_decided" => StatusCode::CONFLICT,
+                    _ => StatusCode::FORBIDDEN,
+                },
+                _ => StatusCode::UNPROCESSABLE_ENTITY,
+            };
+            tracing::warn!(%plan_id, approver = %by, error = %e, "approval refused");
+            error(code, e.kind(), e)
+        }
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CommandBody {
+    by: String,
+}
+
+async fn command(
+    State(s): State<Arc<AppState>>,
+    Path(command): Path<String>,
+    headers: HeaderMap,
+    body: Option<Json<CommandBody>>,
+) -> Response {
+    let api = match authorized(&s, &headers) {
+        Ok(api) => api,
+        Err(r) => return *r,
+    };
+    let cmd = match command.as_str() {
+        "promote" => OperatorCommand::Promote,
+        "demote" => OperatorCommand::Demote,
+        _ => {
+            return error(
+                StatusCode::NOT_FOUND,
+                "unknown_command",
+                "use promote or demote",
+            );
+        }
+    };
+    let Some(Json(body)) = body else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "bad_body",
+            r#"expected {"by": NAME}"#,
+        );
+    };
+    let by = match principal(&body.by) {
+        Ok(p) => p,
+        Err(r) => return *r,
+    };
+    tracing::warn!(%command, by = %by, "operator command");
+    api.control.command(cmd, by, api.clock.wall());
+    let control = api.control.status(api.clock.wall());
+    (
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "command": command, "control": control })),
+    )
+        .into_response()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sre_core::{Generation, RegionId};
-    use sre_failover::model::Reachability;
-    use sre_failover::observe::ResolverAnswer;
-    use sre_failover::run::LeaseSummary;
-    use sre_failover::state::{Authority, Role};
-    use std::collections::BTreeMap;
+    use axum::body::Body;
+    use axum::http::Request;
+    use sre_core::{Generation, ManualClock, RegionId};
+    use sre_failover::control::ControlSettings;
+    use tower::ServiceExt;
 
-    #[test]
-    fn upstream_names_and_role_quorum_and_counters_are_rendered() {
-        let eu = RegionId::new("eu");
-        let answer = |resolver: &str, answer| ResolverAnswer {
-            resolver: resolver.into(),
-            region: eu.clone(),
-            answer,
+    const TOKEN: &str = "0123456789abcdef-token";
+
+    fn app() -> (Router, Control, chrono::DateTime<chrono::Utc>) {
+        let control = Control::new(ControlSettings::for_region(&RegionId::new("eu")));
+        let (_tx, rx) = watch::channel(RuntimeStatus::new(RegionId::new("eu"), true));
+        let clock = ManualClock::at_epoch();
+        let now = clock.wall();
+        let api = ControlApi {
+            control: control.clone(),
+            token: TOKEN.into(),
+            clock: Arc::new(clock),
         };
-        let status = RuntimeStatus {
-            region: eu.clone(),
-            role: Role::Active {
-                generation: Generation(42),
-                authority: Authority::DnsAfterLease,
-            },
-            serving: true,
-            witness_reachable: false,
-            lease: Some(LeaseSummary {
-                holder: eu.clone(),
-                generation: Generation(42),
-                released: false,
-                age_seconds: 3.5,
-            }),
-            answers: vec![
-                answer("r1", Reachability::Reachable),
-                answer("r2", Reachability::Reachable),
-                answer("r3", Reachability::Unknown),
-            ],
-            last_failover_at: chrono::DateTime::from_timestamp(1_767_225_600, 0),
-            plan: None,
-            lease_only: true,
-            pages_total: BTreeMap::from([("malformed-lease".to_owned(), 2)]),
-            approvals_requested_total: 0,
-            fences_total: 1,
-            evidence_failures_total: 0,
-            ticks_total: 7,
-        };
-        let (_tx, rx) = watch::channel(status);
-        let text = MetricsState::new(rx).render();
-        for line in [
-            "failover_lease_status 1",
-            "failover_witness_reachable 0",
-            "failover_last_failover_time 1767225600",
-            "sre_failover_role{role=\"active\"} 1",
-            "sre_failover_role{role=\"standby\"} 0",
-            "sre_failover_generation 42",
-            "sre_failover_lease_age_seconds 3.5",
-            "sre_failover_quorum_answers{region=\"eu\",answer=\"reachable\"} 2",
-            "sre_failover_pages_total{reason=\"malformed-lease\"} 2",
-            "sre_failover_ticks_total 7",
-        ] {
-            assert!(
-                text.lines().any(|l| l == line),
-                "{line:?} missing in\n{text}"
-            );
-        }
+        (router(Arc::new(AppState::new(rx, Some(api)))), control, now)
+    }
+
+    async fn call(app: &Router, method: &str, uri: &str, token: &str, body: &str) -> (u16, String) {
+        let req = Request::builder()
+            .method(method)
+            .uri(uri)
+            .header(header::AUTHORIZATION, format!("Bearer {token}"))
+            .header(header::CONTENT_TYPE, "application/json")
+            .body(Body::from(body.to_owned()))
+            .unwrap_or_else(|e| panic!("{e}"));
+        let resp = app
+            .clone()
+            .oneshot(req)
+            .await
+            .unwrap_or_else(|e| match e {});
+        let code = resp.status().as_u16();
+        let bytes = axum::body::to_bytes(resp.into_body(), 1 << 20)
+            .await
+            .unwrap_or_default();
+        (code, String::from_utf8_lossy(&bytes).into_owned())
+    }
+
+    #[tokio::test]
+    async fn control_needs_the_token_and_feeds_approvals_and_commands() {
+        let (app, control, now) = app();
+        assert_eq!(call(&app, "GET", "/v1/status", "wrong", "").await.0, 401);
+        assert_eq!(call(&app, "GET", "/metrics", "", "").await.0, 200);
+        let (code, body) = call(&app, "GET", "/v1/status", TOKEN, "").await;
+        assert_eq!(code, 200, "{body}");
+        assert!(body.contains(r#""approval":null"#), "{body}");
+
+        let id = control.request(Generation(5), now);
+        let uri = format!("/v1/approvals/{id}");
+        let me = r#"{"approver":"failover-controller/eu"}"#;
+        let (code, body) = call(&app, "POST", &uri, TOKEN, me).await;
+        assert_eq!(
+            (code, body.contains("self_approval")),
+            (403, true),
+            "{body}"
+        );
+        let (code, _) = call(
+            &app,
+            "POST",
+            "/v1/approvals/nope",
+            TOKEN,
+            r#"{"approver":"ana"}"#,
+        )
+        .await;
+        assert_eq!(code, 404);
+        let (code, _) = call(&app, "POST", &uri, TOKEN, r#"{"who":"ana"}"#).await;
+        assert_eq!(code, 422, "unknown fields are refused");
+        let (code, body) = call(&app, "POST", &uri, TOKEN, r#"{"approver":"ana"}"#).await;
+        assert_eq!(code, 200, "{body}");
+        assert!(control.approval_granted(now));
+
+        let (code, _) = call(
+            &app,
+            "POST",
+            "/v1/commands/promote",
+            TOKEN,
+            r#"{"by":"ana"}"#,
+        )
+        .await;
+        assert_eq!(code, 202);
+        assert_eq!(control.pending_command(now), Some(OperatorCommand::Promote));
+        let (code, _) = call(
+            &app,
+            "POST",
+            "/v1/commands/reboot",
+            TOKEN,
+            r#"{"by":"ana"}"#,
+        )
+        .await;
+        assert_eq!(code, 404);
+        let big = format!(r#"{{"by":"{}"}}"#, "a".repeat(MAX_BODY));
+        assert_eq!(
+            call(&app, "POST", "/v1/commands/demote", TOKEN, &big)
+                .await
+                .0,
+            413
+        );
+        assert_eq!(control.pending_command(now), Some(OperatorCommand::Promote));
     }
 }

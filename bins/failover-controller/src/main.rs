@@ -5,6 +5,7 @@
 mod cli;
 mod config;
 mod http;
+mod layers;
 mod wiring;
 
 use clap::Parser;
@@ -67,6 +68,11 @@ fn main() -> ExitCode {
         .and_then(|rt| rt.block_on(serve(cfg)));
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e) if e.downcast_ref::<wiring::ClusterUnavailable>().is_some() => {
+            tracing::error!(error = format!("{e:#}"), "no Kubernetes API server");
+            eprintln!("{e:#}");
+            ExitCode::from(69)
+        }
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "failover-controller failed");
             ExitCode::FAILURE
@@ -79,19 +85,18 @@ async fn serve(cfg: config::ControllerConfig) -> anyhow::Result<()> {
     if cfg.lease_only {
         tracing::warn!(%region, "layers: none (lease-only mode): this controller holds the lease and reports its role and actions, but drives NO traffic, mesh or database layer");
     }
-    if cfg.failover.mode != sre_failover::Mode::Automatic {
-        tracing::warn!(%region, mode = ?cfg.failover.mode, "approvals and operator commands have no input channel in this build: this controller will request them but never promote on its own");
-    }
-    let ports = wiring::ports(&cfg)?;
-    let runtime = Runtime::new(
-        cfg.failover.clone(),
-        ports,
-        Arc::new(SystemClock::new()),
-        cfg.settings,
-    )?;
-    let state = Arc::new(http::MetricsState::new(runtime.subscribe()));
+    let clock: Arc<dyn sre_core::Clock> = Arc::new(SystemClock::new());
+    let ports = wiring::ports(&cfg).await?;
+    let runtime = Runtime::new(cfg.failover.clone(), ports, clock.clone(), cfg.settings)?
+        .with_control(wiring::control_settings(&cfg));
+    let control = cfg.control.as_ref().map(|c| http::ControlApi {
+        control: runtime.control(),
+        token: c.token.0.clone(),
+        clock,
+    });
+    let state = Arc::new(http::AppState::new(runtime.subscribe(), control));
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-    tracing::info!(%region, listen = %listener.local_addr()?, "serving /metrics and /healthz");
+    tracing::info!(%region, listen = %listener.local_addr()?, control = cfg.control.is_some(), "serving /metrics, /healthz and /v1 (control)");
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(async move {
         axum::serve(listener, http::router(state))

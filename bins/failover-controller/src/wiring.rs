@@ -4,11 +4,14 @@
 use crate::config::{ControllerConfig, WitnessChoice};
 use anyhow::Context;
 use sre_adapter_dns::{DnsServer, HickoryResolver};
+use sre_adapter_kube::{CiliumMeshTraffic, HttpRouteTraffic, KubeStatefulServices};
 use sre_adapter_s3::{S3Config, S3ObjectStore, S3Witness};
 use sre_adapter_witness::{BearerToken, FileWitness, HttpWitness, LeaseName};
+use sre_core::approval::Principal;
 use sre_core::evidence::{EvidenceSink, FileEvidenceLog};
 use sre_core::ports::{Resolver, Witness};
-use sre_failover::execute::ExecutePorts;
+use sre_failover::control::ControlSettings;
+use sre_failover::execute::{ExecutePorts, Layers};
 use sre_failover::observe::ObservePorts;
 use sre_failover::run::Ports;
 use std::sync::Arc;
@@ -46,8 +49,64 @@ pub fn witness(cfg: &ControllerConfig) -> anyhow::Result<Arc<dyn Witness>> {
     })
 }
 
+/// No Kubernetes client configuration could be found or loaded (exit 69: the API
+/// server is unavailable to us, not a flaw in the failover config).
+#[derive(Debug)]
+pub struct ClusterUnavailable(pub String);
+
+impl std::fmt::Display for ClusterUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "layers: kube needs a Kubernetes API server: {} (in a pod: the service account; elsewhere: KUBECONFIG or ~/.kube/config)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ClusterUnavailable {}
+
+/// The three layer actuators over this region's API server (and, with `peer_context`,
+/// the peer's, for fencing and the CNPG demotion token).
+async fn kube_layers(k: &crate::layers::KubeLayers) -> anyhow::Result<Layers> {
+    let local = kube::Client::try_default()
+        .await
+        .map_err(|e| ClusterUnavailable(e.to_string()))?;
+    let peer = match &k.peer_context {
+        Some(context) => {
+            let options = kube::config::KubeConfigOptions {
+                context: Some(context.clone()),
+                ..Default::default()
+            };
+            let config = kube::Config::from_kubeconfig(&options)
+                .await
+                .map_err(|e| ClusterUnavailable(format!("peer context {context}: {e}")))?;
+            Some(
+                kube::Client::try_from(config)
+                    .map_err(|e| ClusterUnavailable(format!("peer context {context}: {e}")))?,
+            )
+        }
+        None => None,
+    };
+    Ok(Layers {
+        external: Arc::new(HttpRouteTraffic::new(local.clone(), k.routes_config())),
+        internal: Arc::new(CiliumMeshTraffic::new(local.clone(), k.mesh_config())),
+        stateful: Arc::new(KubeStatefulServices::new(local, peer, k.stateful_config())),
+    })
+}
+
+/// Who requests approvals (this controller), who may grant them, for how long.
+pub fn control_settings(cfg: &ControllerConfig) -> ControlSettings {
+    let mut s = ControlSettings::for_region(&cfg.failover.this_region);
+    if let Some(c) = &cfg.control {
+        s.approvers = c.approvers.iter().cloned().map(Principal::new).collect();
+        s.ttl = c.approval_ttl;
+    }
+    s
+}
+
 /// All the ports for the loop.
-pub fn ports(cfg: &ControllerConfig) -> anyhow::Result<Ports> {
+pub async fn ports(cfg: &ControllerConfig) -> anyhow::Result<Ports> {
     let witness = witness(cfg)?;
     let mut resolvers: Vec<Arc<dyn Resolver>> = Vec::new();
     for r in &cfg.resolvers {
@@ -64,6 +123,10 @@ pub fn ports(cfg: &ControllerConfig) -> anyhow::Result<Ports> {
         )),
         None => None,
     };
+    let layers = match &cfg.kube {
+        Some(k) => Some(kube_layers(k).await?),
+        None => None,
+    };
     Ok(Ports {
         observe: ObservePorts {
             witness: witness.clone(),
@@ -72,7 +135,7 @@ pub fn ports(cfg: &ControllerConfig) -> anyhow::Result<Ports> {
         },
         execute: ExecutePorts {
             witness,
-            layers: None,
+            layers,
             evidence,
         },
     })

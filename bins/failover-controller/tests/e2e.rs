@@ -25,8 +25,11 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const RENEW: Duration = Duration::from_secs(2);
 const TTL: Duration = Duration::from_secs(6);
 const SKEW: Duration = Duration::from_secs(1);
-/// Process start-up, a tick (500 ms), a sample (250 ms) and a loaded 2-core machine.
-const SLACK: Duration = Duration::from_secs(5);
+/// Process start-up, a tick (500 ms), a sample (250 ms) and a loaded 2-core machine
+/// running other test binaries: generous, since the property under test is "promotes
+/// within about one lease period", not a latency figure (nextest runs this test alone in
+/// its group, see .config/nextest.toml).
+const SLACK: Duration = Duration::from_secs(15);
 const SAMPLE: Duration = Duration::from_millis(250);
 
 type Names = Arc<Mutex<BTreeSet<String>>>;
@@ -265,9 +268,13 @@ fn the_peer_takes_over_when_the_active_loses_the_witness_and_the_quorum() {
             "us.health.e2e.test".to_owned(),
         ]);
     }
-    let logs =
-        std::env::temp_dir().join(format!("sre-failover-e2e-{}-{nanos}", std::process::id()));
-    std::fs::create_dir_all(&logs).expect("log dir");
+    // Removed when the test ends (also on a failed assertion: the logs are printed in
+    // the failure message first).
+    let logs_dir = tempfile::Builder::new()
+        .prefix("sre-failover-e2e-")
+        .tempdir()
+        .expect("log dir");
+    let logs = logs_dir.path().to_path_buf();
     let env = Env {
         s3_endpoint: s3_endpoint.clone(),
         bucket,

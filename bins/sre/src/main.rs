@@ -2,6 +2,7 @@
 //! errors to exit codes (64 usage/config, 65 bad data, 69 unavailable, 75 retry later).
 
 mod drill;
+mod failover;
 #[cfg(feature = "rotation")]
 mod rotation;
 
@@ -22,6 +23,8 @@ enum Command {
     Doctor,
     /// Failover game day on the simulator: scenarios, timelines and a verdict.
     Drill(drill::DrillArgs),
+    /// Talk to a failover-controller: status, approve a promotion, promote, demote.
+    Failover(failover::FailoverArgs),
     /// Secret rotation: status table, rotate one secret now, approve a request.
     #[cfg(feature = "rotation")]
     Rotation(rotation::RotationArgs),
@@ -38,6 +41,7 @@ fn main() -> ExitCode {
     };
     match cli.command {
         Command::Drill(args) => drill::run(&args),
+        Command::Failover(args) => failover::run(&args),
         #[cfg(feature = "rotation")]
         Command::Rotation(args) => rotation::run(&args),
         Command::Doctor => {

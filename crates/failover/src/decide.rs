@@ -441,14 +441,18 @@ impl Step<'_> {
                 return self.fence(st, generation, FenceReason::NoReachableQuorum);
             }
             Authority::Lease { .. } | Authority::DnsAfterLease => {}
-            // Rule A6: a witness-loss promotion yields as soon as any other region is
-            // reachable again: that region may win the lease at a witness we cannot see
-            // (it first waits a confirm window of being reachable, rule S3).
+            // Rule A6: a witness-loss promotion keeps its authority only while the
+            // quorum that allowed it (rule S2: every other region unreachable) still
+            // holds, and yields as soon as it does not: another region may win the
+            // lease at a witness we cannot see (it first waits a confirm window of
+            // being reachable, rule S3). Waiting for "reachable" instead is not enough:
+            // with one resolver down, a liar could hide the returning region from us
+            // while vouching for it to itself (soak seed 30511, 3 regions).
             Authority::WitnessLoss => {
                 if !reachable {
                     return self.fence(st, generation, FenceReason::NoReachableQuorum);
                 }
-                if cfg.others().any(|r| st.reachable_now.contains(r)) {
+                if cfg.others().any(|r| !self.obs.quorum_unreachable(q, r)) {
                     return self.fence(st, generation, FenceReason::PeerBack);
                 }
             }

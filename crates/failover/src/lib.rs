@@ -17,7 +17,11 @@ pub mod ports;
 pub mod state;
 
 #[cfg(feature = "runtime")]
+pub mod control;
+#[cfg(feature = "runtime")]
 pub mod execute;
+#[cfg(feature = "runtime")]
+pub mod metrics;
 #[cfg(feature = "runtime")]
 pub mod observe;
 #[cfg(feature = "runtime")]

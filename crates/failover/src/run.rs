@@ -18,6 +18,7 @@
 //! generation, which the layers accept over ours. To step down with the layers withdrawn
 //! first, demote before stopping.
 
+use crate::control::{Control, ControlSettings};
 use crate::decide::decide;
 use crate::execute::{ExecutePorts, Tick, execute, run_plan};
 use crate::model::{FailoverConfig, Observations, WitnessObservation, WriteResult};
@@ -145,7 +146,9 @@ pub struct RuntimeStatus {
 }
 
 impl RuntimeStatus {
-    fn new(region: RegionId, lease_only: bool) -> Self {
+    /// The status before the first tick: standby, nothing observed.
+    #[must_use]
+    pub fn new(region: RegionId, lease_only: bool) -> Self {
         Self {
             region,
             role: Role::Standby,
@@ -197,6 +200,7 @@ pub struct Runtime {
     state: FailoverState,
     last_write: Option<WriteResult>,
     status: watch::Sender<RuntimeStatus>,
+    control: Control,
 }
 
 impl std::fmt::Debug for Runtime {
@@ -242,14 +246,28 @@ impl Runtime {
         }
         let status = RuntimeStatus::new(config.this_region.clone(), ports.execute.layers.is_none());
         Ok(Self {
-            config,
             settings,
             ports,
             clock,
             state: FailoverState::new(),
             last_write: None,
             status: watch::channel(status).0,
+            control: Control::new(ControlSettings::for_region(&config.this_region)),
+            config,
         })
+    }
+
+    /// Replaces the approval settings (requester, approvers, TTL).
+    #[must_use]
+    pub fn with_control(mut self, settings: ControlSettings) -> Self {
+        self.control = Control::new(settings);
+        self
+    }
+
+    /// The handle through which approvals and operator commands reach the loop.
+    #[must_use]
+    pub fn control(&self) -> Control {
+        self.control.clone()
     }
 
     /// A receiver of the status published after every tick.
@@ -289,6 +307,8 @@ impl Runtime {
         let mut obs = Observations::new(tick.wall, observed.witness.clone());
         obs.dns = observed.dns;
         obs.write = self.last_write.take();
+        obs.approval_granted = self.control.approval_granted(tick.wall);
+        obs.operator = self.control.pending_command(tick.wall);
         // The core leaves Fenced/Demoting only once the layers are withdrawn.
         obs.demotion_complete = prev
             .plan
@@ -307,6 +327,13 @@ impl Runtime {
             );
         }
         let mut executed = execute(&self.ports.execute, &tick, actions).await;
+        let again = self
+            .control
+            .settle(after, self.state.approval_requested, tick.wall);
+        for generation in executed.approvals.iter().copied().chain(again) {
+            let id = self.control.request(generation, tick.wall);
+            tracing::warn!(plan_id = %id, lease_epoch = generation.0, "approval requested: sre failover approve {id}");
+        }
         self.last_write = executed.write.take();
         let mut plan = executed.plans.pop().or(prev.plan.clone());
         // Retry a plan that stopped, while the role still wants it.
@@ -464,7 +491,7 @@ impl Runtime {
 mod tests {
     use super::*;
     use crate::execute::Layers;
-    use crate::model::RawFailoverConfig;
+    use crate::model::{OperatorCommand, RawFailoverConfig};
     use crate::observe::HealthNames;
     use crate::testing::{CutWitness, MemLayers};
     use sre_core::ports::{LookupOutcome, RecordKind, Resolver, Witness};
@@ -472,9 +499,14 @@ mod tests {
     use sre_core::{ManualClock, MonoTime};
 
     fn config(this: &str) -> FailoverConfig {
+        config_in(this, "automatic")
+    }
+
+    fn config_in(this: &str, mode: &str) -> FailoverConfig {
         let raw: RawFailoverConfig = serde_json::from_value(serde_json::json!({
             "regions": ["eu", "us"],
             "this_region": this,
+            "mode": mode,
             "timings": {
                 "renew_interval": "2s", "lease_ttl": "6s", "skew_margin": "1s",
                 "witness_timeout": "500ms", "dns_timeout": "500ms", "retries": 1
@@ -498,7 +530,15 @@ mod tests {
         resolvers: &[MemResolver],
         clock: Arc<dyn Clock>,
     ) -> Region {
-        let cfg = config(this);
+        region_in(config(this), witness, resolvers, clock)
+    }
+
+    fn region_in(
+        cfg: FailoverConfig,
+        witness: &MemWitness,
+        resolvers: &[MemResolver],
+        clock: Arc<dyn Clock>,
+    ) -> Region {
         let link = CutWitness::new(Arc::new(witness.clone()));
         let layers = MemLayers::new();
         let w: Arc<dyn Witness> = Arc::new(link.clone());
@@ -628,6 +668,97 @@ mod tests {
             matches!(w.read().await, Ok(WitnessRead::Present { record, .. }) if record.released);
         assert!(released);
         assert!(!status.borrow().serving);
+    }
+
+    /// Ticks `n` times, `step` apart.
+    async fn ticks(rt: &mut Runtime, clock: &ManualClock, n: usize) {
+        for _ in 0..n {
+            rt.tick().await;
+            clock.advance(Duration::from_millis(500));
+        }
+    }
+
+    #[tokio::test]
+    async fn semi_automatic_promotes_only_after_an_unexpired_approval() {
+        use sre_core::approval::Principal;
+        let clock = ManualClock::at_epoch();
+        let (w, rs) = (MemWitness::new(), resolvers());
+        let c: Arc<dyn Clock> = Arc::new(clock.clone());
+        let mut eu = region_in(config_in("eu", "semi-automatic"), &w, &rs, c);
+        let mut settings = ControlSettings::for_region(&RegionId::new("eu"));
+        settings.ttl = Duration::from_secs(30);
+        eu.rt = eu.rt.with_control(settings);
+        let control = eu.rt.control();
+        ticks(&mut eu.rt, &clock, 40).await;
+        assert_eq!(
+            eu.rt.state().role,
+            Role::Standby,
+            "no promotion without approval"
+        );
+        let first = control.status(clock.wall()).approval.map(|a| a.plan_id);
+        let Some(first) = first else {
+            panic!(
+                "an approval was requested: {:?}",
+                control.status(clock.wall())
+            )
+        };
+        // The controller cannot approve its own request (four eyes).
+        let own = control.approve(
+            &first,
+            Principal::new("failover-controller/eu"),
+            clock.wall(),
+        );
+        assert_eq!(own.err().map(|e| e.kind()), Some("self_approval"));
+        // Let it expire: a late approval is refused and the region stays standby.
+        ticks(&mut eu.rt, &clock, 70).await;
+        let late = control.approve(&first, Principal::new("ana"), clock.wall());
+        assert!(
+            late.is_err(),
+            "an expired or superseded request cannot be approved"
+        );
+        ticks(&mut eu.rt, &clock, 2).await;
+        assert_eq!(eu.rt.state().role, Role::Standby);
+        // The loop asked again with a new plan id; approving that one promotes.
+        let second = control.status(clock.wall()).approval.map(|a| a.plan_id);
+        let Some(second) = second.filter(|s| *s != first) else {
+            panic!("a new request after expiry")
+        };
+        let ok = control.approve(&second, Principal::new("ana"), clock.wall());
+        assert!(ok.is_ok(), "{ok:?}");
+        ticks(&mut eu.rt, &clock, 6).await;
+        assert!(eu.rt.state().is_active(), "{:?}", eu.rt.state());
+        assert!(eu.rt.status().serving && eu.layers.serving());
+    }
+
+    #[tokio::test]
+    async fn manual_mode_promotes_only_on_the_promote_command() {
+        use sre_core::approval::Principal;
+        let clock = ManualClock::at_epoch();
+        let (w, rs) = (MemWitness::new(), resolvers());
+        let c: Arc<dyn Clock> = Arc::new(clock.clone());
+        let mut eu = region_in(config_in("eu", "manual"), &w, &rs, c);
+        let control = eu.rt.control();
+        ticks(&mut eu.rt, &clock, 60).await;
+        assert_eq!(
+            eu.rt.state().role,
+            Role::Standby,
+            "manual: never on its own"
+        );
+        control.command(
+            OperatorCommand::Promote,
+            Principal::new("ana"),
+            clock.wall(),
+        );
+        ticks(&mut eu.rt, &clock, 6).await;
+        assert!(eu.rt.state().is_active(), "{:?}", eu.rt.state());
+        assert!(control.status(clock.wall()).promote.is_none(), "consumed");
+        control.command(OperatorCommand::Demote, Principal::new("ana"), clock.wall());
+        ticks(&mut eu.rt, &clock, 2).await;
+        assert!(!eu.rt.state().is_active(), "{:?}", eu.rt.state());
+        assert!(
+            !eu.layers.external.serving("routes"),
+            "demotion withdrew the routes"
+        );
     }
 
     #[test]
