@@ -5,6 +5,7 @@
 //! or the `SRE_REMEDIATION_TOKEN` variable, so that it never sits in a config file that
 //! is committed, printed or logged.
 
+use crate::notify::HttpNotifier;
 use serde::Deserialize;
 use sre_adapter_prometheus::PrometheusClient;
 use sre_core::config::{ConfigError, Validate};
@@ -43,6 +44,41 @@ pub struct RawConfig {
     engine: Option<RawEngine>,
     #[serde(default)]
     verify: Option<RawVerify>,
+    #[serde(default)]
+    executors: ExecutorKind,
+    #[serde(default)]
+    evidence_file: Option<PathBuf>,
+    #[serde(default)]
+    notify: Option<RawNotify>,
+}
+
+/// Which executors carry planned actions out.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutorKind {
+    /// None: every action is reported as not executed (plan-only deployments, tests).
+    #[default]
+    None,
+    /// The kube executors (`sre-adapter-kube`) on the in-cluster or `KUBECONFIG` cluster.
+    Kube,
+}
+
+/// The escalation/notification webhook as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotify {
+    url: String,
+    #[serde(default = "d_notify_timeout", with = "humantime_serde")]
+    timeout: Duration,
+}
+
+/// Where notifications and escalations are `POST`ed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NotifyConfig {
+    /// The receiver's URL (may carry a secret in its path: never logged whole).
+    pub url: String,
+    /// Time limit of one `POST`.
+    pub timeout: Duration,
 }
 
 /// Verification settings as written.
@@ -101,6 +137,9 @@ fn d_runs_kept() -> usize {
 fn d_interval() -> Duration {
     Duration::from_secs(10)
 }
+fn d_notify_timeout() -> Duration {
+    Duration::from_secs(10)
+}
 fn d_query_timeout() -> Duration {
     Duration::from_secs(10)
 }
@@ -152,7 +191,7 @@ fn default_engine() -> RawEngine {
 pub struct Config {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Plan and report only (the only mode until executors land).
+    /// Run executors in dry-run mode (the API server validates, nothing is persisted).
     pub dry_run: bool,
     /// Where the bearer token is read from, when not from the environment.
     pub token_file: Option<PathBuf>,
@@ -168,6 +207,14 @@ pub struct Config {
     pub policy: Policy,
     /// How executed actions are verified.
     pub verify: VerifyConfig,
+    /// Who carries actions out.
+    pub executors: ExecutorKind,
+    /// The hash-chained evidence log of every step (plan, execution, verification,
+    /// rollback, escalation): the record for analysis. Required when acting for real.
+    pub evidence_file: Option<PathBuf>,
+    /// The notification/escalation webhook; without it, escalations are a log line and
+    /// a counter only.
+    pub notify: Option<NotifyConfig>,
 }
 
 /// Where and how often verification asks Prometheus.
@@ -192,6 +239,9 @@ impl fmt::Debug for Config {
             .field("queue_capacity", &self.queue_capacity)
             .field("runs_kept", &self.runs_kept)
             .field("verify", &self.verify)
+            .field("executors", &self.executors)
+            .field("evidence_file", &self.evidence_file)
+            .field("notify", &self.notify.as_ref().map(|_| "<configured>"))
             .finish_non_exhaustive()
     }
 }
@@ -216,6 +266,13 @@ impl Validate for RawConfig {
             errs.push(ConfigError::new("runs_kept", "must be above zero"));
         }
         let verify = check_verify(self.verify, self.dry_run, &mut errs);
+        let notify = check_actuation(
+            self.executors,
+            self.dry_run,
+            self.evidence_file.as_ref(),
+            self.notify,
+            &mut errs,
+        );
         let e = self.engine.unwrap_or_else(default_engine);
         let nz = |v: u32, path: &str, errs: &mut Vec<ConfigError>| {
             NonZeroU32::new(v).or_else(|| {
@@ -268,6 +325,9 @@ impl Validate for RawConfig {
             queue_capacity: self.queue_capacity,
             runs_kept: self.runs_kept,
             verify,
+            executors: self.executors,
+            evidence_file: self.evidence_file,
+            notify,
             policy: Policy {
                 cooldown: e.cooldown,
                 backoff: Backoff::new(
@@ -289,6 +349,35 @@ impl Validate for RawConfig {
             },
         })
     }
+}
+
+/// Checks what acting needs: evidence when a cluster is changed for real, a notify URL
+/// the HTTP notifier accepts.
+fn check_actuation(
+    executors: ExecutorKind,
+    dry_run: bool,
+    evidence_file: Option<&PathBuf>,
+    notify: Option<RawNotify>,
+    errs: &mut Vec<ConfigError>,
+) -> Option<NotifyConfig> {
+    if executors == ExecutorKind::Kube && !dry_run && evidence_file.is_none() {
+        errs.push(ConfigError::new(
+            "evidence_file",
+            "required with executors: kube unless dry_run: changes to a cluster leave evidence",
+        ));
+    }
+    notify.map(|n| {
+        if let Err(e) = HttpNotifier::new(&n.url, n.timeout) {
+            errs.push(ConfigError::new("notify.url", e.to_string()));
+        }
+        if n.timeout.is_zero() {
+            errs.push(ConfigError::new("notify.timeout", "must be above zero"));
+        }
+        NotifyConfig {
+            url: n.url,
+            timeout: n.timeout,
+        }
+    })
 }
 
 /// Checks the verify section; the URL is checked by building the client the binary will
@@ -426,6 +515,64 @@ mod tests {
         );
         let err = yaml("token: hunter2\n", &[]).expect_err("unknown key");
         assert_eq!(err.errors[0].path, "token");
+    }
+
+    #[test]
+    fn executors_evidence_and_notify() {
+        let c = yaml("{}", &[]).expect("valid");
+        assert_eq!(c.executors, ExecutorKind::None);
+        assert_eq!((c.evidence_file, c.notify), (None, None));
+        // Dry-run kube needs no evidence file: nothing is persisted in the cluster.
+        let c = yaml(
+            "executors: kube
+",
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(c.executors, ExecutorKind::Kube);
+        let c = yaml(
+            "executors: kube
+dry_run: false
+evidence_file: /var/lib/sre/ev.jsonl
+verify: {prometheus_url: 'http://p:9090'}
+notify: {url: 'https://hooks.example/x', timeout: 3s}
+",
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(
+            c.notify,
+            Some(NotifyConfig {
+                url: "https://hooks.example/x".into(),
+                timeout: Duration::from_secs(3)
+            })
+        );
+        assert!(
+            !format!("{c:?}").contains("hooks.example"),
+            "the URL may hold a secret"
+        );
+        let err = yaml(
+            "executors: kube
+dry_run: false
+verify: {prometheus_url: 'http://p:9090'}
+notify: {url: 'ftp://x', timeout: 0s}
+",
+            &[],
+        )
+        .expect_err("invalid");
+        let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["evidence_file", "notify.url", "notify.timeout"],
+            "{err}"
+        );
+        let err = yaml(
+            "executors: docker
+",
+            &[],
+        )
+        .expect_err("unknown executor");
+        assert_eq!(err.errors[0].path, "executors", "{err}");
     }
 
     #[test]

@@ -1,16 +1,24 @@
 //! `remediation-webhook`: receives Alertmanager webhooks, plans remediation actions and
 //! verifies executed ones against Prometheus.
-//! Wiring only: arguments -> config -> token and rules -> telemetry -> server; errors map
-//! to exit codes (64 usage/config, 69 cannot listen, 1 other).
+//! Wiring only: arguments -> config -> token and rules -> telemetry -> ports (kube
+//! executors, Prometheus, HTTP notifier, evidence file) -> server; errors map to exit
+//! codes (64 usage/config, 69 cannot listen or no cluster for `executors: kube`, 1 other).
 
 use anyhow::Context as _;
 use clap::Parser;
-use remediation_webhook::config::{BearerToken, Config, ENV_PREFIX, RawConfig, TOKEN_ENV};
-use remediation_webhook::server::{AppState, Settings, TokioSleeper, Verifier, start};
+use remediation_webhook::config::{
+    BearerToken, Config, ENV_PREFIX, ExecutorKind, RawConfig, TOKEN_ENV,
+};
+use remediation_webhook::notify::HttpNotifier;
+use remediation_webhook::server::{AppState, Ports, Settings, TokioSleeper, Verifier, start};
+use sre_adapter_kube::KubeWorkloads;
 use sre_adapter_prometheus::PrometheusClient;
+use sre_core::Clock;
 use sre_core::SystemClock;
 use sre_core::config::{EnvOverrides, Source, load};
+use sre_core::evidence::{EvidenceSink, FileEvidenceLog};
 use sre_core::telemetry::{self, LogFormat};
+use sre_remediation::execute::Executors;
 use sre_remediation::rules::RuleSet;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -78,7 +86,8 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!(error = format!("{e:#}"), "webhook stopped");
-            let unavailable = e.downcast_ref::<std::io::Error>().is_some();
+            let unavailable = e.downcast_ref::<std::io::Error>().is_some()
+                || e.downcast_ref::<ClusterUnavailable>().is_some();
             ExitCode::from(if unavailable { 69 } else { 1 })
         }
     }
@@ -112,8 +121,18 @@ async fn serve(cfg: &Config, token: BearerToken, rules: RuleSet) -> anyhow::Resu
         }),
         None => None,
     };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let executors = executors(cfg, &clock).await?;
+    let evidence: Option<Arc<dyn EvidenceSink>> = match &cfg.evidence_file {
+        Some(p) => Some(Arc::new(
+            FileEvidenceLog::open(p).with_context(|| format!("evidence_file {}", p.display()))?,
+        )),
+        None => None,
+    };
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     tracing::info!(listen = %cfg.listen, dry_run = cfg.dry_run, rules = rules.rules().len(),
+        executors = ?cfg.executors, evidence = cfg.evidence_file.is_some(),
+        notify = cfg.notify.is_some(),
         prometheus = cfg.verify.prometheus_url.as_deref().unwrap_or("none"), "remediation webhook up");
     let settings = Settings {
         token,
@@ -123,17 +142,50 @@ async fn serve(cfg: &Config, token: BearerToken, rules: RuleSet) -> anyhow::Resu
         queue_capacity: cfg.queue_capacity,
         runs_kept: cfg.runs_kept,
     };
-    let state = AppState::new(
-        settings,
-        rules,
-        Arc::new(SystemClock::new()),
-        telemetry::metrics_registry(),
+    let ports = Ports {
+        clock,
         verifier,
-    );
+        executors,
+        evidence,
+    };
+    let state = AppState::new(settings, rules, telemetry::metrics_registry(), ports);
     axum::serve(listener, start(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
     Ok(())
+}
+
+/// `executors: kube` without a reachable cluster configuration: exit 69 (unavailable).
+#[derive(Debug)]
+struct ClusterUnavailable(String);
+
+impl std::fmt::Display for ClusterUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "executors: kube needs a Kubernetes API server: {} (in a pod: the service account; elsewhere: KUBECONFIG or ~/.kube/config)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ClusterUnavailable {}
+
+/// The executors the config names, plus the HTTP notifier when one is configured.
+async fn executors(cfg: &Config, clock: &Arc<dyn Clock>) -> anyhow::Result<Executors> {
+    let mut ex = Executors::default();
+    if cfg.executors == ExecutorKind::Kube {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| ClusterUnavailable(e.to_string()))?;
+        let kube = Arc::new(KubeWorkloads::new(client, clock.clone()));
+        ex.workloads = Some(kube.clone());
+        ex.certificates = Some(kube);
+    }
+    if let Some(n) = &cfg.notify {
+        ex.notifier = Some(Arc::new(HttpNotifier::new(&n.url, n.timeout)?));
+    }
+    Ok(ex)
 }

@@ -1,19 +1,30 @@
 //! The real server, in-process: on 127.0.0.1:0 fed the Alertmanager 0.25 payloads
 //! captured in `shared/fixtures/alertmanager/` (auth, body limit, bad JSON, queued plans),
-//! and on `SRE_TEST_WEBHOOK_PORT` receiving the real Alertmanager of `cargo xtask services
+//! running the whole remediation loop over fake ports (`sre_remediation::testing`
+//! workloads, a scripted metrics port on a manual clock, a local HTTP escalation receiver,
+//! a real evidence file), and on `SRE_TEST_WEBHOOK_PORT` receiving the real Alertmanager of `cargo xtask services
 //! up`, which posts the always-firing `SreTestAlwaysFiring` group with its bearer token.
 
 use remediation_webhook::config::BearerToken;
-use remediation_webhook::server::{AppState, Settings, start};
-use serde_json::Value;
+use remediation_webhook::notify::HttpNotifier;
+use remediation_webhook::server::{AppState, Ports, Settings, Verifier, start};
+use serde_json::{Value, json};
+use sre_core::PortError;
+use sre_core::evidence::FileEvidenceLog;
 use sre_core::guard::{Backoff, Jitter};
 use sre_core::testing::test_env;
 use sre_core::{Clock, ManualClock, SystemClock};
+use sre_remediation::actions::{WorkloadKind, WorkloadRef};
+use sre_remediation::execute::Executors;
 use sre_remediation::plan::{BlastRadius, Policy};
+use sre_remediation::ports::{MetricsQuery, QueryValue, Sample};
 use sre_remediation::rules::RuleSet;
+use sre_remediation::testing::FakeWorkloads;
+use sre_remediation::verify::Sleeper;
 use std::num::NonZeroU32;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 const TOKEN: &str = "test-token-7f3a";
@@ -47,12 +58,28 @@ fn policy() -> Policy {
     }
 }
 
-/// Serves a dry-run webhook on `listener` (built-in rules, no metrics backend).
+/// Serves a dry-run webhook on `listener` (built-in rules, no executors, no metrics backend).
 fn serve(listener: tokio::net::TcpListener, token: &str, clock: Arc<dyn Clock>) -> String {
+    let ports = Ports {
+        clock,
+        verifier: None,
+        executors: Executors::default(),
+        evidence: None,
+    };
+    serve_with(listener, token, true, ports)
+}
+
+/// Serves a webhook on `listener` over the given ports.
+fn serve_with(
+    listener: tokio::net::TcpListener,
+    token: &str,
+    dry_run: bool,
+    ports: Ports,
+) -> String {
     let settings = Settings {
         token: BearerToken::new(token).expect("non-empty"),
         policy: policy(),
-        dry_run: true,
+        dry_run,
         max_body_bytes: 64 * 1024,
         queue_capacity: 16,
         runs_kept: 100,
@@ -60,9 +87,8 @@ fn serve(listener: tokio::net::TcpListener, token: &str, clock: Arc<dyn Clock>) 
     let state = AppState::new(
         settings,
         RuleSet::builtin().expect("built-in rules are valid"),
-        clock,
         sre_core::telemetry::metrics_registry(),
-        None,
+        ports,
     );
     let addr = listener.local_addr().expect("bound address");
     let app = start(state);
@@ -210,7 +236,7 @@ async fn webhook_plans_real_alertmanager_payloads_and_refuses_bad_requests() {
     assert_eq!(entry["execution"]["result"], "not_executed", "{entry}");
     assert_eq!(
         entry["execution"]["reason"],
-        "dry run (and no executor for scale_up)"
+        "dry run; not executed: action `scale` needs the workloads port, which is not configured"
     );
     assert!(
         entry.get("verification").is_none(),
@@ -334,5 +360,331 @@ async fn the_real_alertmanager_delivers_the_always_firing_alert_with_its_token()
     }
     panic!(
         "no SreTestAlwaysFiring delivery from Alertmanager within 60 s on port {port}; runs: {last}"
+    );
+}
+
+/// Answers every query with the same value: an empty vector (the problem is gone) or one
+/// series (it persists).
+struct Always(QueryValue);
+
+#[async_trait::async_trait]
+impl MetricsQuery for Always {
+    async fn instant(&self, _: &str) -> Result<QueryValue, PortError> {
+        Ok(self.0.clone())
+    }
+}
+
+/// Waits by advancing the manual clock: a five-minute verification without sleeping.
+struct Advance(ManualClock);
+
+#[async_trait::async_trait]
+impl Sleeper for Advance {
+    async fn sleep(&self, d: Duration) {
+        self.0.advance(d);
+    }
+}
+
+type Posts = Arc<Mutex<Vec<Value>>>;
+
+/// A local escalation receiver that records every JSON body posted to `/hook`.
+async fn escalation_receiver() -> (String, Posts) {
+    let posts: Posts = Arc::default();
+    let seen = posts.clone();
+    let app = axum::Router::new().route(
+        "/hook",
+        axum::routing::post(move |axum::Json(v): axum::Json<Value>| {
+            let seen = seen.clone();
+            async move {
+                seen.lock().expect("lock").push(v);
+                axum::http::StatusCode::OK
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (format!("http://{addr}/hook"), posts)
+}
+
+fn console() -> WorkloadRef {
+    WorkloadRef::new(WorkloadKind::Deployment, "catalyst-system", "console")
+}
+
+/// A webhook acting on a fake cluster where `console` runs 3 replicas, verified by
+/// `answer`, escalating to a local receiver, with evidence in `evidence`.
+async fn loop_server(
+    dry_run: bool,
+    answer: QueryValue,
+    evidence: &std::path::Path,
+) -> (String, Arc<FakeWorkloads>, Posts) {
+    let fake = FakeWorkloads::new().with_replicas(&console(), 3);
+    loop_server_on(fake, dry_run, answer, evidence).await
+}
+
+/// [`loop_server`] on the given fake cluster.
+async fn loop_server_on(
+    fake: FakeWorkloads,
+    dry_run: bool,
+    answer: QueryValue,
+    evidence: &std::path::Path,
+) -> (String, Arc<FakeWorkloads>, Posts) {
+    let fake = Arc::new(fake);
+    let (hook, received) = escalation_receiver().await;
+    let clock = ManualClock::at_epoch();
+    let ports = Ports {
+        clock: Arc::new(clock.clone()),
+        verifier: Some(Verifier {
+            query: Arc::new(Always(answer)),
+            sleeper: Arc::new(Advance(clock)),
+            interval: Duration::from_secs(10),
+        }),
+        executors: Executors {
+            workloads: Some(fake.clone()),
+            notifier: Some(Arc::new(
+                HttpNotifier::new(&hook, Duration::from_secs(5)).expect("notifier"),
+            )),
+            ..Executors::default()
+        },
+        evidence: Some(Arc::new(
+            FileEvidenceLog::open(evidence).expect("evidence log"),
+        )),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind loopback");
+    (serve_with(listener, TOKEN, dry_run, ports), fake, received)
+}
+
+fn evidence_actions(path: &std::path::Path) -> Vec<String> {
+    let records = FileEvidenceLog::read_records(path).expect("a valid chain");
+    sre_core::evidence::verify(&records).expect("verifies");
+    records.into_iter().map(|r| r.action).collect()
+}
+
+async fn metrics_text(base: &str) -> String {
+    reqwest::get(format!("{base}/metrics"))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_firing_high_memory_alert_scales_up_and_verifies() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ev = dir.path().join("evidence.jsonl");
+    let (base, fake, posts) = loop_server(false, QueryValue::Vector(Vec::new()), &ev).await;
+
+    let run = deliver(&base, fixture("firing-high-memory.json")).await;
+    let entry = &run["plan"][0];
+    assert_eq!(entry["execution"]["result"], "executed", "{entry}");
+    assert_eq!(entry["execution"]["outcome"]["before"], "replicas=3");
+    assert_eq!(entry["execution"]["outcome"]["after"], "replicas=4");
+    assert_eq!(entry["execution"]["call"]["call"], "scale", "{entry}");
+    assert_eq!(entry["verification"]["result"], "holds", "{entry}");
+    assert!(entry.get("rollback_result").is_none(), "{entry}");
+    assert!(entry.get("escalation").is_none(), "{entry}");
+    assert_eq!(fake.replicas(&console()), Some(4));
+    assert_eq!(
+        fake.writes(),
+        ["scale Deployment catalyst-system/console 4"]
+    );
+    assert!(posts.lock().expect("lock").is_empty(), "nothing escalated");
+    assert_eq!(
+        evidence_actions(&ev),
+        [
+            "remediation.plan",
+            "remediation.execute",
+            "remediation.verify"
+        ]
+    );
+    let metrics = metrics_text(&base).await;
+    for line in [
+        r#"sre_remediation_executions_total{result="executed"} 1"#,
+        r#"sre_remediation_verifications_total{result="holds"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+    assert!(
+        !metrics.contains("sre_remediation_escalations_total{"),
+        "{metrics}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_verification_that_never_holds_rolls_back_and_escalates() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ev = dir.path().join("evidence.jsonl");
+    let still_high = QueryValue::Vector(vec![Sample {
+        labels: std::collections::BTreeMap::new(),
+        value: 0.97,
+    }]);
+    let (base, fake, posts) = loop_server(false, still_high, &ev).await;
+
+    let run = deliver(&base, fixture("firing-high-memory.json")).await;
+    let entry = &run["plan"][0];
+    assert_eq!(entry["execution"]["result"], "executed", "{entry}");
+    assert_eq!(entry["verification"]["result"], "timed_out", "{entry}");
+    assert_eq!(entry["rollback_result"]["result"], "done", "{entry}");
+    assert_eq!(
+        entry["rollback_result"]["outcome"]["after"], "replicas=3",
+        "{entry}"
+    );
+    assert_eq!(entry["escalation"]["to"], "sre-oncall", "{entry}");
+    assert_eq!(entry["escalation"]["reason"], "not_helped", "{entry}");
+    assert_eq!(
+        entry["escalation"]["notification"]["result"], "done",
+        "{entry}"
+    );
+    assert_eq!(fake.replicas(&console()), Some(3), "scaled back");
+    assert_eq!(
+        fake.writes(),
+        [
+            "scale Deployment catalyst-system/console 4",
+            "scale Deployment catalyst-system/console 3"
+        ]
+    );
+    let posts = posts.lock().expect("lock").clone();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert_eq!(posts[0]["source"], "sre-remediation");
+    assert_eq!(posts[0]["channel"], "sre-oncall");
+    let text = posts[0]["text"].as_str().unwrap_or_default();
+    for part in [
+        "HighMemoryUsage",
+        "4877162fa439cb7f",
+        "deployment/catalyst-system/console",
+        "scale_up did not help (verification timed out)",
+        "rollback done",
+    ] {
+        assert!(text.contains(part), "{part:?} missing from {text}");
+    }
+    assert_eq!(
+        evidence_actions(&ev),
+        [
+            "remediation.plan",
+            "remediation.execute",
+            "remediation.verify",
+            "remediation.rollback",
+            "remediation.escalate"
+        ]
+    );
+    let metrics = metrics_text(&base).await;
+    for line in [
+        r#"sre_remediation_verifications_total{result="timed_out"} 1"#,
+        r#"sre_remediation_rollbacks_total{result="done"} 1"#,
+        r#"sre_remediation_escalations_total{reason="not_helped"} 1"#,
+    ] {
+        assert!(metrics.contains(line), "missing {line} in\n{metrics}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_validates_through_the_executor_and_changes_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ev = dir.path().join("evidence.jsonl");
+    let (base, fake, posts) = loop_server(true, QueryValue::Vector(Vec::new()), &ev).await;
+
+    let run = deliver(&base, fixture("firing-high-memory.json")).await;
+    assert_eq!(run["dry_run"], true);
+    let entry = &run["plan"][0];
+    assert_eq!(entry["execution"]["result"], "dry_run", "{entry}");
+    assert_eq!(
+        entry["execution"]["outcome"],
+        json!({"changed": true, "dry_run": true, "before": "replicas=3", "after": "replicas=4",
+               "detail": "dry run: scaled Deployment catalyst-system/console from 3 to 4"}),
+        "{entry}"
+    );
+    assert!(
+        entry.get("verification").is_none(),
+        "nothing persisted, nothing verified"
+    );
+    assert_eq!(fake.replicas(&console()), Some(3));
+    assert!(fake.writes().is_empty(), "{:?}", fake.writes());
+    assert!(posts.lock().expect("lock").is_empty());
+    assert_eq!(
+        evidence_actions(&ev),
+        ["remediation.plan", "remediation.execute"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_executor_is_escalated_and_recorded() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ev = dir.path().join("evidence.jsonl");
+    let forbidden = PortError::Rejected {
+        backend: "kubernetes",
+        message: "deployments.apps \"console\" is forbidden".into(),
+    };
+    let fake = FakeWorkloads::new()
+        .with_replicas(&console(), 3)
+        .failing(&console(), forbidden);
+    let (base, fake, posts) =
+        loop_server_on(fake, false, QueryValue::Vector(Vec::new()), &ev).await;
+
+    let run = deliver(&base, fixture("firing-high-memory.json")).await;
+    let entry = &run["plan"][0];
+    assert_eq!(entry["execution"]["result"], "failed", "{entry}");
+    assert!(
+        entry["execution"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("forbidden")),
+        "{entry}"
+    );
+    assert!(entry.get("verification").is_none(), "{entry}");
+    assert_eq!(entry["escalation"]["reason"], "execution_failed", "{entry}");
+    assert!(fake.writes().is_empty());
+    let posts = posts.lock().expect("lock").clone();
+    assert_eq!(posts.len(), 1, "{posts:?}");
+    assert!(
+        posts[0]["text"]
+            .as_str()
+            .is_some_and(|t| t.contains("scale_up failed") && t.contains("forbidden")),
+        "{posts:?}"
+    );
+    assert_eq!(
+        evidence_actions(&ev),
+        [
+            "remediation.plan",
+            "remediation.execute",
+            "remediation.escalate"
+        ]
+    );
+    let metrics = metrics_text(&base).await;
+    assert!(
+        metrics.contains(r#"sre_remediation_escalations_total{reason="execution_failed"} 1"#),
+        "{metrics}"
+    );
+}
+
+/// `executors: kube` without any cluster configuration: a clear message and exit 69,
+/// before the webhook listens.
+#[test]
+fn kube_executors_without_a_cluster_exit_69() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = dir.path().join("webhook.yaml");
+    std::fs::write(&config, "listen: 127.0.0.1:0\nexecutors: kube\n").expect("config");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_remediation-webhook"))
+        .arg("--config")
+        .arg(&config)
+        .arg("--text-logs")
+        .env("SRE_REMEDIATION_TOKEN", TOKEN)
+        .env("KUBECONFIG", dir.path().join("no-such-kubeconfig"))
+        .env("HOME", dir.path())
+        .env_remove("KUBERNETES_SERVICE_HOST")
+        .env_remove("KUBERNETES_SERVICE_PORT")
+        .output()
+        .expect("run the binary");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(out.status.code(), Some(69), "{text}");
+    assert!(
+        text.contains("executors: kube needs a Kubernetes API server"),
+        "{text}"
     );
 }

@@ -14,7 +14,7 @@ use thiserror::Error;
 use crate::actions::{
     ActionOutcome, Certificates, EvictScope, Mode, Notifier, WorkloadKind, WorkloadRef, Workloads,
 };
-use crate::plan::PlanEntry;
+use crate::plan::{PlanEntry, Verdict};
 use crate::rules::{ActionSpec, Target};
 
 /// How a replica count moves.
@@ -158,29 +158,55 @@ fn ser_call<S: serde::Serializer>(call: &Result<Call, ExecError>, s: S) -> Resul
     }
 }
 
+/// What a notification about `entry` says: alert, fingerprint, target and rule.
+fn message(entry: &PlanEntry) -> String {
+    format!(
+        "{} ({}) on {}: rule {}",
+        entry.alertname,
+        entry.fingerprint,
+        entry
+            .target
+            .as_ref()
+            .map_or_else(|| "no target".to_owned(), ToString::to_string),
+        entry.rule.as_deref().unwrap_or("-"),
+    )
+}
+
 /// Maps every `Act` entry of a plan to its call; other verdicts carry no action.
 #[must_use]
 pub fn plan_to_calls(plan: &[PlanEntry]) -> Vec<PlannedCall> {
-    plan.iter()
-        .filter_map(|entry| {
-            let action = entry.action()?;
-            let message = format!(
-                "{} ({}) on {}: rule {}",
-                entry.alertname,
-                entry.fingerprint,
-                entry
-                    .target
-                    .as_ref()
-                    .map_or_else(|| "no target".to_owned(), ToString::to_string),
-                entry.rule.as_deref().unwrap_or("-"),
-            );
-            Some(PlannedCall {
-                fingerprint: entry.fingerprint.clone(),
-                action: action.kind(),
-                call: call_for(action, entry.target.as_ref(), &message),
-            })
-        })
-        .collect()
+    plan.iter().filter_map(planned_call).collect()
+}
+
+/// The call for one plan entry, `None` unless its verdict is `Act`: what the webhook
+/// carries out per entry (the same mapping as [`plan_to_calls`]).
+#[must_use]
+pub fn planned_call(entry: &PlanEntry) -> Option<PlannedCall> {
+    let action = entry.action()?;
+    Some(PlannedCall {
+        fingerprint: entry.fingerprint.clone(),
+        action: action.kind(),
+        call: call_for(action, entry.target.as_ref(), &message(entry)),
+    })
+}
+
+/// The undo of an `Act` entry whose action did not help: the rule's `rollback` action on
+/// the same target (a scale-up's `scale_down`), through the same mapping as the action
+/// itself. `None` when the verdict is no `Act` or the rule names no rollback.
+#[must_use]
+pub fn rollback_call(entry: &PlanEntry) -> Option<PlannedCall> {
+    let Verdict::Act {
+        rollback: Some(rollback),
+        ..
+    } = &entry.verdict
+    else {
+        return None;
+    };
+    Some(PlannedCall {
+        fingerprint: entry.fingerprint.clone(),
+        action: rollback.kind(),
+        call: call_for(rollback, entry.target.as_ref(), &message(entry)),
+    })
 }
 
 /// The call for one action on one target; `message` is what a notification says.
@@ -596,6 +622,60 @@ mod tests {
                 "unseal"
             ]
         );
+    }
+
+    #[test]
+    fn a_scale_up_rolls_back_by_scaling_down_the_same_target() {
+        let rules = RuleSet::builtin().expect("builtin rules");
+        let rule = rules
+            .rules()
+            .iter()
+            .find(|r| r.name == "control-plane/high-memory")
+            .expect("rule");
+        let entry = PlanEntry {
+            fingerprint: "f1".into(),
+            alertname: "HighMemoryUsage".into(),
+            status: crate::payload::AlertStatus::Firing,
+            rule: Some(rule.name.clone()),
+            target: Some(t("deployment", Some("ns"), "api")),
+            verdict: Verdict::Act {
+                action: rule.action.clone(),
+                verify: None,
+                rollback: rule.rollback.clone(),
+                escalate_to: "sre-oncall".into(),
+                budget_warning_pct: None,
+                trial: false,
+            },
+        };
+        let up = planned_call(&entry).expect("act");
+        assert_eq!(up.action, "scale_up");
+        let back = rollback_call(&entry).expect("the rule has a rollback");
+        assert_eq!(back.action, "scale_down");
+        assert_eq!(
+            back.call,
+            Ok(Call::Scale {
+                target: w(WorkloadKind::Deployment, "api"),
+                step: Step::Down { by: 1, min: 1 },
+            })
+        );
+        let no_rollback = PlanEntry {
+            verdict: Verdict::Act {
+                action: rule.action.clone(),
+                verify: None,
+                rollback: None,
+                escalate_to: "sre-oncall".into(),
+                budget_warning_pct: None,
+                trial: false,
+            },
+            ..entry.clone()
+        };
+        assert_eq!(rollback_call(&no_rollback), None);
+        let skipped = PlanEntry {
+            verdict: Verdict::Unmatched,
+            ..entry
+        };
+        assert_eq!(planned_call(&skipped), None);
+        assert_eq!(rollback_call(&skipped), None);
     }
 
     #[test]

@@ -16,6 +16,7 @@ pub mod verify;
 
 /// Where this crate stands, so that a caller (and `sre doctor`) can tell a partial
 /// capability from a complete one instead of guessing: `"partial"` while the payload
-/// model, rules, engine and verification work but no executor, rollback or Runbook CRD
-/// exists.
+/// model, rules, engine, verification, executors and the webhook's remediate -> verify ->
+/// rollback -> escalate loop work but some action kinds have no executor, no spend source
+/// feeds the budget gate and no Runbook CRD exists.
 pub const STATUS: &str = "partial";

@@ -259,6 +259,10 @@ pub enum Verdict {
         verify: Option<VerifySpec>,
         /// What to undo if it did not.
         rollback: Option<ActionSpec>,
+        /// Who hears about it when it did not help (the rule's `escalate_to`, else
+        /// [`DEFAULT_ESCALATION`]): the shell escalates right after a failed
+        /// verification, not only once the breaker opens.
+        escalate_to: String,
         /// Set when the budget passed its warn threshold (log a warning).
         budget_warning_pct: Option<u64>,
         /// True when this is the single trial after an escalation cool-off.
@@ -495,6 +499,9 @@ fn on_firing(
         action: r.action,
         verify: r.verify,
         rollback: r.rollback,
+        escalate_to: r
+            .escalate_to
+            .unwrap_or_else(|| DEFAULT_ESCALATION.to_owned()),
         budget_warning_pct: cleared.budget_warning,
         trial,
     }
