@@ -20,11 +20,15 @@ names REGION, PEER_REGION, DNS_WITNESSES (comma-separated resolver addresses) an
 (answers needed) work too, as do AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY.
 
 At start the timing lint rejects unsafe timings (exit 64 with every reason). Layers:
-only `none` (lease-only: the controller holds the lease and reports its role, but moves
-no traffic) is available in this build. On SIGTERM/Ctrl-C it releases the lease if it
-holds it and exits 0.
+`none` (lease-only: holds the lease and reports its role, moves no traffic) or `kube`
+(HTTPRoute backends for k8gb, Cilium global Services, CNPG, Strimzi MirrorMaker2, named
+in the `kube:` section; needs a cluster config: in-pod service account or KUBECONFIG).
+Modes semi-automatic and manual need `control:` (a bearer token): approvals and
+promote/demote arrive on POST /v1/approvals/{plan_id} and /v1/commands/{promote,demote}
+(`sre failover ...`). On SIGTERM/Ctrl-C it releases the lease if it holds it and exits 0.
 
-Exit codes: 0 stopped cleanly, 1 runtime failure, 64 bad flags, config or timings.";
+Exit codes: 0 stopped cleanly, 1 runtime failure, 64 bad flags, config or timings,
+69 no Kubernetes API server (layers: kube).";
 
 const EXAMPLE: &str = "\
 Example (config.yaml):
@@ -34,7 +38,14 @@ Example (config.yaml):
   health: {zone: gslb.example.com} # asks <region>.health.gslb.example.com
   timings: {renew_interval: 10s, lease_ttl: 30s, skew_margin: 5s}
   witness: {kind: s3, bucket: failover-witness, key: failover/lease.json}
-  layers: none
+  layers: kube
+  kube:
+    namespace: shop
+    routes: {names: [storefront], serving_backend: storefront, withdrawn_backend: storefront-withdrawn}
+    mesh: {services: [orders]}
+    cnpg: {cluster: pg-eu, peer_name: pg-us}
+  mode: semi-automatic
+  control: {token_file: /run/secrets/control-token, approval_ttl: 10m}
   listen: 0.0.0.0:9090
 
   failover-controller --config config.yaml --check-config   # validate, print, exit

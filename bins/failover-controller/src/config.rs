@@ -147,10 +147,53 @@ fn s3_region() -> String {
     "us-east-1".into()
 }
 
+/// `evidence: {path: F}` (a local hash-chained file) or `evidence: {s3: {...}}`.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct RawEvidence {
-    path: PathBuf,
+    path: Option<PathBuf>,
+    s3: Option<RawS3Evidence>,
+}
+
+/// The S3 evidence chain; unset connection fields are taken from an S3 witness.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawS3Evidence {
+    bucket: Option<String>,
+    prefix: Option<String>,
+    endpoint: Option<String>,
+    s3_region: Option<String>,
+    access_key: Option<String>,
+    secret_key: Option<String>,
+    force_path_style: Option<bool>,
+}
+
+/// Where the audit chain goes.
+#[derive(Debug, Clone, Serialize)]
+#[serde(rename_all = "kebab-case", tag = "kind")]
+pub enum EvidenceChoice {
+    /// A local hash-chained JSON-lines file.
+    File {
+        /// The file.
+        path: PathBuf,
+    },
+    /// Create-only objects under a prefix in an S3 bucket (sre-core `ObjectStoreEvidenceLog`).
+    S3 {
+        /// Custom endpoint for S3-compatible stores.
+        endpoint: Option<String>,
+        /// Bucket.
+        bucket: String,
+        /// Key prefix of the chain (no trailing slash).
+        prefix: String,
+        /// Signing region.
+        s3_region: String,
+        /// Access key id.
+        access_key: String,
+        /// Secret key.
+        secret_key: Secret,
+        /// Path-style addressing.
+        force_path_style: bool,
+    },
 }
 
 /// `control:` the authenticated endpoint for approvals and operator commands.
@@ -271,8 +314,8 @@ pub struct ControllerConfig {
     /// `json` or `text`.
     #[serde(skip)]
     pub log_format: LogFormat,
-    /// Evidence log file, if any.
-    pub evidence: Option<PathBuf>,
+    /// The audit chain, if any.
+    pub evidence: Option<EvidenceChoice>,
 }
 
 fn parse_resolver(name: Option<String>, addr: &str) -> Result<ResolverSpec, String> {
@@ -526,6 +569,75 @@ impl RawControllerConfig {
         })
     }
 
+    fn evidence(
+        &self,
+        witness: Option<&WitnessChoice>,
+        errs: &mut Vec<ConfigError>,
+    ) -> Option<EvidenceChoice> {
+        let e = self.evidence.as_ref()?;
+        let s3 = match (&e.path, &e.s3) {
+            (Some(path), None) => return Some(EvidenceChoice::File { path: path.clone() }),
+            (None, Some(s3)) => s3,
+            _ => {
+                errs.push(ConfigError::new(
+                    "evidence",
+                    "set exactly one of path or s3",
+                ));
+                return None;
+            }
+        };
+        let from_witness = match witness {
+            Some(WitnessChoice::S3 {
+                endpoint,
+                s3_region,
+                access_key,
+                secret_key,
+                force_path_style,
+                ..
+            }) => Some((
+                endpoint,
+                s3_region,
+                access_key,
+                secret_key,
+                *force_path_style,
+            )),
+            _ => None,
+        };
+        let mut need = |field: &str, own: &Option<String>, dflt: Option<&String>| {
+            let v = own.clone().or_else(|| dflt.cloned());
+            if v.is_none() {
+                errs.push(ConfigError::new(
+                    format!("evidence.s3.{field}"),
+                    "required (or an S3 witness to take it from)",
+                ));
+            }
+            v.unwrap_or_default()
+        };
+        let region = self.region.clone().unwrap_or_default();
+        Some(EvidenceChoice::S3 {
+            endpoint: s3
+                .endpoint
+                .clone()
+                .or_else(|| from_witness.and_then(|w| w.0.clone())),
+            bucket: need("bucket", &s3.bucket, None),
+            prefix: s3
+                .prefix
+                .clone()
+                .unwrap_or_else(|| format!("failover/evidence/{region}")),
+            s3_region: need("s3_region", &s3.s3_region, from_witness.map(|w| w.1)),
+            access_key: need("access_key", &s3.access_key, from_witness.map(|w| w.2)),
+            secret_key: Secret(need(
+                "secret_key",
+                &s3.secret_key,
+                from_witness.map(|w| &w.3.0),
+            )),
+            force_path_style: s3
+                .force_path_style
+                .or(from_witness.map(|w| w.4))
+                .unwrap_or(false),
+        })
+    }
+
     fn misc(&self, errs: &mut Vec<ConfigError>) -> (Result<SocketAddr, ()>, LogFormat) {
         let listen = self.listen.parse::<SocketAddr>().map_err(|e| {
             errs.push(ConfigError::new(
@@ -585,6 +697,7 @@ impl Validate for RawControllerConfig {
         let failover = Validate::validate(raw).map_err(|e| errs.extend(e)).ok();
         let witness = self.witness(&mut errs);
         let (listen, log_format) = self.misc(&mut errs);
+        let evidence = self.evidence(witness.as_ref(), &mut errs);
         let kube = self.layers(&mut errs);
         let control = self.control(&mut errs);
         let health = self.health(failover.as_ref(), &mut errs);
@@ -619,7 +732,7 @@ impl Validate for RawControllerConfig {
                         step_timeout: self.step_timeout,
                     },
                     log_format,
-                    evidence: self.evidence.map(|e| e.path),
+                    evidence,
                 })
             }
             _ => Err(errs),
@@ -869,5 +982,46 @@ mod tests {
 
     fn effective_contains_token(shown: &str) -> bool {
         shown.contains("long-enough")
+    }
+
+    #[test]
+    fn s3_evidence_takes_the_connection_from_an_s3_witness() {
+        let c = load::<RawControllerConfig>(
+            &yaml("region: eu\npeer_region: us\nresolvers: [1.1.1.1, 8.8.8.8, 9.9.9.9]\nhealth: {zone: z}\nwitness: {kind: s3, bucket: lease, endpoint: 'http://127.0.0.1:9000', force_path_style: true, access_key: ak, secret_key: sk}\nevidence: {s3: {bucket: audit}}\n"),
+            &env_overrides(),
+            vec![],
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let Some(EvidenceChoice::S3 {
+            endpoint,
+            bucket,
+            prefix,
+            access_key,
+            force_path_style,
+            ..
+        }) = c.evidence
+        else {
+            panic!("s3 evidence: {:?}", c.evidence)
+        };
+        assert_eq!(endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(
+            (bucket.as_str(), prefix.as_str()),
+            ("audit", "failover/evidence/eu")
+        );
+        assert_eq!((access_key.as_str(), force_path_style), ("ak", true));
+        let errs = with("evidence: {s3: {prefix: x}}\n")
+            .err()
+            .unwrap_or_default();
+        for key in [
+            "evidence.s3.bucket",
+            "evidence.s3.access_key",
+            "evidence.s3.secret_key",
+        ] {
+            assert!(errs.iter().any(|p| p == key), "{key} missing from {errs:?}");
+        }
+        assert_eq!(
+            with("evidence: {}\n").err(),
+            Some(vec!["evidence".to_owned()])
+        );
     }
 }

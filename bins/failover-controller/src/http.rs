@@ -19,6 +19,7 @@ use prometheus_client::registry::Registry;
 use serde::Deserialize;
 use sre_core::Clock;
 use sre_core::approval::Principal;
+use sre_core::evidence::EvidenceSink;
 use sre_failover::control::{Control, ControlError};
 use sre_failover::metrics::Metrics;
 use sre_failover::model::OperatorCommand;
@@ -38,6 +39,21 @@ pub struct ControlApi {
     pub token: String,
     /// Wall time for approval expiry.
     pub clock: Arc<dyn Clock>,
+    /// The audit chain: every approval and command, granted or refused, goes there.
+    pub evidence: Option<Arc<dyn EvidenceSink>>,
+}
+
+impl ControlApi {
+    /// Appends one control event to the audit chain (a failure is logged, not fatal:
+    /// the loop's own evidence carries on, and the request already took effect).
+    async fn audit(&self, action: &str, by: &Principal, subject: &str, details: serde_json::Value) {
+        if let Some(sink) = &self.evidence {
+            let at = self.clock.wall();
+            if let Err(e) = sink.append(&by.0, action, subject, details, at).await {
+                tracing::warn!(error = %e, action, "evidence append failed");
+            }
+        }
+    }
 }
 
 /// Everything the handlers read.
@@ -191,7 +207,14 @@ async fn approve(
         Ok(p) => p,
         Err(r) => return *r,
     };
-    match api.control.approve(&plan_id, by.clone(), api.clock.wall()) {
+    let result = api.control.approve(&plan_id, by.clone(), api.clock.wall());
+    let outcome = result
+        .as_ref()
+        .map_or_else(ControlError::kind, |_| "approved");
+    let details = serde_json::json!({ "plan_id": plan_id, "outcome": outcome });
+    api.audit("failover.approval.decide", &by, &plan_id, details)
+        .await;
+    match result {
         Ok(st) => {
             tracing::warn!(%plan_id, approver = %by, "promotion approved");
             Json(serde_json::json!({ "plan_id": plan_id, "status": st })).into_response()
@@ -251,6 +274,8 @@ async fn command(
         Err(r) => return *r,
     };
     tracing::warn!(%command, by = %by, "operator command");
+    let details = serde_json::json!({ "command": command });
+    api.audit("failover.command", &by, &command, details).await;
     api.control.command(cmd, by, api.clock.wall());
     let control = api.control.status(api.clock.wall());
     (
@@ -280,6 +305,7 @@ mod tests {
             control: control.clone(),
             token: TOKEN.into(),
             clock: Arc::new(clock),
+            evidence: None,
         };
         (router(Arc::new(AppState::new(rx, Some(api)))), control, now)
     }

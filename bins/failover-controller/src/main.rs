@@ -87,12 +87,14 @@ async fn serve(cfg: config::ControllerConfig) -> anyhow::Result<()> {
     }
     let clock: Arc<dyn sre_core::Clock> = Arc::new(SystemClock::new());
     let ports = wiring::ports(&cfg).await?;
+    let evidence = ports.execute.evidence.clone();
     let runtime = Runtime::new(cfg.failover.clone(), ports, clock.clone(), cfg.settings)?
         .with_control(wiring::control_settings(&cfg));
     let control = cfg.control.as_ref().map(|c| http::ControlApi {
         control: runtime.control(),
         token: c.token.0.clone(),
         clock,
+        evidence,
     });
     let state = Arc::new(http::AppState::new(runtime.subscribe(), control));
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;

@@ -1,15 +1,15 @@
 //! Builds the adapters the config names and hands them to `sre_failover::run` as ports.
 //! Wiring only: every decision lives in `sre-failover`.
 
-use crate::config::{ControllerConfig, WitnessChoice};
+use crate::config::{ControllerConfig, EvidenceChoice, WitnessChoice};
 use anyhow::Context;
 use sre_adapter_dns::{DnsServer, HickoryResolver};
 use sre_adapter_kube::{CiliumMeshTraffic, HttpRouteTraffic, KubeStatefulServices};
 use sre_adapter_s3::{S3Config, S3ObjectStore, S3Witness};
 use sre_adapter_witness::{BearerToken, FileWitness, HttpWitness, LeaseName};
 use sre_core::approval::Principal;
-use sre_core::evidence::{EvidenceSink, FileEvidenceLog};
-use sre_core::ports::{Resolver, Witness};
+use sre_core::evidence::{EvidenceSink, FileEvidenceLog, ObjectStoreEvidenceLog};
+use sre_core::ports::{ObjectStore, Resolver, Witness};
 use sre_failover::control::ControlSettings;
 use sre_failover::execute::{ExecutePorts, Layers};
 use sre_failover::observe::ObservePorts;
@@ -105,6 +105,36 @@ pub fn control_settings(cfg: &ControllerConfig) -> ControlSettings {
     s
 }
 
+/// The audit chain the config names: a local file or create-only objects in S3.
+pub async fn evidence(cfg: &ControllerConfig) -> anyhow::Result<Option<Arc<dyn EvidenceSink>>> {
+    Ok(match &cfg.evidence {
+        None => None,
+        Some(EvidenceChoice::File { path }) => Some(Arc::new(
+            FileEvidenceLog::open(path)
+                .with_context(|| format!("evidence log {}", path.display()))?,
+        )),
+        Some(EvidenceChoice::S3 {
+            endpoint,
+            bucket,
+            prefix,
+            s3_region,
+            access_key,
+            secret_key,
+            force_path_style,
+        }) => {
+            let mut c = S3Config::new(s3_region, bucket, access_key, &secret_key.0);
+            c.endpoint.clone_from(endpoint);
+            c.force_path_style = *force_path_style;
+            let store: Arc<dyn ObjectStore> = Arc::new(S3ObjectStore::new(&c));
+            Some(Arc::new(
+                ObjectStoreEvidenceLog::open(store, prefix.clone())
+                    .await
+                    .with_context(|| format!("evidence chain s3://{bucket}/{prefix}"))?,
+            ))
+        }
+    })
+}
+
 /// All the ports for the loop.
 pub async fn ports(cfg: &ControllerConfig) -> anyhow::Result<Ports> {
     let witness = witness(cfg)?;
@@ -116,13 +146,7 @@ pub async fn ports(cfg: &ControllerConfig) -> anyhow::Result<Ports> {
             HickoryResolver::new(&server).with_context(|| format!("resolver {}", r.name))?;
         resolvers.push(Arc::new(resolver));
     }
-    let evidence: Option<Arc<dyn EvidenceSink>> = match &cfg.evidence {
-        Some(path) => Some(Arc::new(
-            FileEvidenceLog::open(path)
-                .with_context(|| format!("evidence log {}", path.display()))?,
-        )),
-        None => None,
-    };
+    let evidence = evidence(cfg).await?;
     let layers = match &cfg.kube {
         Some(k) => Some(kube_layers(k).await?),
         None => None,

@@ -41,4 +41,4 @@ pub use model::{
 pub use state::{Authority, FailoverState, Role};
 
 /// Where this crate stands (printed by `sre doctor`).
-pub const STATUS: &str = "core+sim+shell: decide, lint, layer plan, simulator, drill, observe/execute/run loop and failover-controller (s3/file/http witness, lease-only layers; kube layers not wired)";
+pub const STATUS: &str = "core+sim+shell: decide, lint, layer plan, simulator, drill, observe/execute/run loop, approvals and operator commands (control), metrics; failover-controller with s3/file/http witness, kube layers (k8gb HTTPRoutes, Cilium, CNPG, Strimzi), /v1 control endpoint, file or S3 evidence; `sre failover status|approve|promote|demote`";
