@@ -9,10 +9,12 @@ use chrono::{DateTime, Utc};
 use sre_core::Clock;
 use sre_core::guard::{Backoff, Jitter};
 use sre_core::ports::SecretStore;
+use sre_rotation::config::CertificateSpec;
 use sre_rotation::drive::{self, StopAt, error_chain};
 use sre_rotation::plan::Step;
 use sre_rotation::run::Ports;
 use sre_rotation::{CredentialTarget, ManagedSecret};
+use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
@@ -41,6 +43,7 @@ pub struct Controller {
     metrics: RotationMetrics,
     tick: Duration,
     backoff: Backoff,
+    certificates: BTreeMap<String, CertificateSpec>,
 }
 
 impl Controller {
@@ -68,7 +71,15 @@ impl Controller {
             metrics,
             tick,
             backoff: Backoff::new(tick, factor, tick.saturating_mul(10), Jitter::None),
+            certificates: BTreeMap::new(),
         }
+    }
+
+    /// Adds the expiry of observe-only secrets (svid, tls), exported every tick.
+    #[must_use]
+    pub fn with_certificates(mut self, certificates: BTreeMap<String, CertificateSpec>) -> Self {
+        self.certificates = certificates;
+        self
     }
 
     /// One pass over every secret; returns how long to sleep before the next one (a
@@ -114,6 +125,9 @@ impl Controller {
             }
             let row = drive::status(self.store.as_ref(), s, now).await;
             self.metrics.observe(&row);
+            if let Some(cert) = self.certificates.get(&s.name) {
+                self.metrics.observe_certificate(&s.name, cert, now);
+            }
         }
         (next - self.clock.wall())
             .to_std()

@@ -94,7 +94,8 @@ async fn serve(cfg: &RotationConfig, token: String) -> anyhow::Result<()> {
         Arc::new(SystemClock::new()),
         metrics,
         cfg.tick,
-    );
+    )
+    .with_certificates(cfg.certificates.clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let loop_task = tokio::spawn(controller.run(async move {
         let mut rx = stop_rx;

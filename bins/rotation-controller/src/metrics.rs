@@ -2,10 +2,13 @@
 //! secret's inventory name (bounded by the config) and, for results, one of
 //! `sre_rotation::status::RESULT_LABELS`; never versions, paths or ids.
 
+use chrono::{DateTime, Utc};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use sre_core::telemetry::Registry;
+use sre_rotation::config::CertificateSpec;
+use sre_rotation::expiry::{ExpiryStatus, expiry_report};
 use sre_rotation::status::{RESULT_LABELS, StatusRow};
 
 type Labels = Vec<(String, String)>;
@@ -20,6 +23,15 @@ pub struct RotationMetrics {
     readable: Family<Labels, Gauge>,
     awaiting_approval: Family<Labels, Gauge>,
     attempts: Family<Labels, Counter>,
+    expiry: Family<Labels, Gauge>,
+    expiry_status: Family<Labels, Gauge>,
+}
+
+fn secret_status(name: &str, status: &str) -> Labels {
+    vec![
+        ("secret".to_owned(), name.to_owned()),
+        ("status".to_owned(), status.to_owned()),
+    ]
 }
 
 fn secret(name: &str) -> Labels {
@@ -73,7 +85,38 @@ impl RotationMetrics {
             "Rotation attempts finished by this process, by result",
             m.attempts.clone(),
         );
+        sub.register(
+            "certificate_expiry_timestamp_seconds",
+            "Unix time at which an observed certificate (svid, tls) expires",
+            m.expiry.clone(),
+        );
+        sub.register(
+            "certificate_expiry_status",
+            "1 for where an observed certificate stands (ok, warn, expired)",
+            m.expiry_status.clone(),
+        );
         m
+    }
+
+    /// Sets the age and expiry gauges of an observe-only secret (SPIRE, cert-manager
+    /// rotate it; the alert rule fires on `status="warn"` or `"expired"`). Call after
+    /// [`observe`](Self::observe), which knows no age for these classes.
+    pub fn observe_certificate(&self, name: &str, cert: &CertificateSpec, now: DateTime<Utc>) {
+        let l = secret(name);
+        self.expiry
+            .get_or_create(&l)
+            .set(cert.not_after.timestamp());
+        if let Some(age) = cert.not_before.and_then(|nb| (now - nb).to_std().ok()) {
+            self.age
+                .get_or_create(&l)
+                .set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
+        }
+        let status = expiry_report(now, cert.not_after, cert.alert_before);
+        for s in [ExpiryStatus::Ok, ExpiryStatus::Warn, ExpiryStatus::Expired] {
+            self.expiry_status
+                .get_or_create(&secret_status(name, s.label()))
+                .set(i64::from(s == status));
+        }
     }
 
     /// Sets the gauges of one secret from its status row.
@@ -166,6 +209,33 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line}:\n{text}");
         }
+    }
+
+    #[test]
+    fn certificates_export_expiry_age_and_the_alert_status() {
+        let mut reg = sre_core::telemetry::metrics_registry();
+        let m = RotationMetrics::register(&mut reg);
+        let t = |s: i64| chrono::DateTime::from_timestamp(1_767_225_600 + s, 0).unwrap_or_default();
+        let cert = CertificateSpec {
+            not_after: t(1000),
+            not_before: Some(t(0)),
+            alert_before: Duration::from_secs(100),
+        };
+        m.observe_certificate("ingress", &cert, t(950));
+        let text = sre_core::telemetry::render_metrics(&reg).unwrap_or_default();
+        for line in [
+            "sre_rotation_certificate_expiry_timestamp_seconds{secret=\"ingress\"} 1767226600",
+            "sre_rotation_secret_age_seconds{secret=\"ingress\"} 950",
+            "sre_rotation_certificate_expiry_status{secret=\"ingress\",status=\"warn\"} 1",
+            "sre_rotation_certificate_expiry_status{secret=\"ingress\",status=\"ok\"} 0",
+        ] {
+            assert!(text.contains(line), "missing {line}:\n{text}");
+        }
+        m.observe_certificate("ingress", &cert, t(1000));
+        let text = sre_core::telemetry::render_metrics(&reg).unwrap_or_default();
+        assert!(text.contains(
+            "sre_rotation_certificate_expiry_status{secret=\"ingress\",status=\"expired\"} 1"
+        ));
     }
 
     #[test]

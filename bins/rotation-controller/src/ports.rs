@@ -3,7 +3,7 @@
 //! `sre rotation` through the same functions in its own wiring.
 
 use anyhow::Context as _;
-use sre_adapter_openbao::{BaoConfig, BaoSecretStore};
+use sre_adapter_openbao::{BaoConfig, BaoSecretStore, TransitSigningTarget};
 use sre_adapter_postgres::PgDynamicTarget;
 use sre_rotation::CredentialTarget;
 use sre_rotation::config::{RotationConfig, TOKEN_ENV};
@@ -42,9 +42,13 @@ pub fn build(
     for secret in &cfg.inventory.secrets {
         let target: Option<Arc<dyn CredentialTarget>> = match cfg.target(&secret.name) {
             None => None,
-            Some(spec) => PgDynamicTarget::from_spec(bao, spec)
-                .with_context(|| format!("target of {}", secret.name))?
-                .map(|t| Arc::new(t) as Arc<dyn CredentialTarget>),
+            Some(spec) => {
+                let what = || format!("target of {}", secret.name);
+                let pg = PgDynamicTarget::from_spec(bao, spec).with_context(what)?;
+                let transit = TransitSigningTarget::from_spec(bao, spec).with_context(what)?;
+                pg.map(|t| Arc::new(t) as Arc<dyn CredentialTarget>)
+                    .or_else(|| transit.map(|t| Arc::new(t) as Arc<dyn CredentialTarget>))
+            }
         };
         managed.push(Managed {
             secret: secret.clone(),

@@ -37,6 +37,36 @@ pub struct RawRotationConfig {
     /// Target system per secret name.
     #[serde(default)]
     pub targets: BTreeMap<String, RawTarget>,
+    /// Expiry of observe-only secrets (`svid`, `tls`) per secret name.
+    #[serde(default)]
+    pub certificates: BTreeMap<String, RawCertificate>,
+}
+
+/// What is known about a certificate that SPIRE or cert-manager rotates, as written.
+/// The times come from the config (or a later Kubernetes reader): no X.509 parser is in
+/// the dependency tree, and adding one for two fields is not worth it yet.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCertificate {
+    /// `notAfter`, RFC 3339.
+    pub not_after: String,
+    /// `notBefore` (issue time), RFC 3339; gives the age metric.
+    #[serde(default)]
+    pub not_before: Option<String>,
+    /// How long before `not_after` to alert (default `7d`).
+    #[serde(default)]
+    pub alert_before: Option<String>,
+}
+
+/// A validated certificate entry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CertificateSpec {
+    /// End of validity.
+    pub not_after: chrono::DateTime<chrono::Utc>,
+    /// Start of validity, if known.
+    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// Alert lead time.
+    pub alert_before: Duration,
 }
 
 /// The OpenBao section as written.
@@ -71,6 +101,14 @@ pub enum RawTarget {
         #[serde(default)]
         dbname: Option<String>,
     },
+    /// An Ed25519 signing or JWT key in the OpenBao transit engine.
+    TransitSigning {
+        /// Mount of the transit engine (default `transit`).
+        #[serde(default)]
+        transit_mount: Option<String>,
+        /// The transit key name.
+        key: String,
+    },
 }
 
 /// Where OpenBao is.
@@ -101,6 +139,15 @@ pub enum TargetSpec {
         /// Database to log in to.
         dbname: String,
     },
+    /// An Ed25519 signing or JWT key in the OpenBao transit engine: a rotation adds a key
+    /// version, tests it with a real sign + verify, and retires the old version by
+    /// raising `min_decryption_version` after the overlap.
+    TransitSigning {
+        /// Mount of the transit engine.
+        transit_mount: String,
+        /// The transit key name.
+        key: String,
+    },
 }
 
 /// The validated configuration.
@@ -117,6 +164,8 @@ pub struct RotationConfig {
     /// Target per secret name. A secret that acts (not observe-only) without a target
     /// is shown in the status but not rotated; validation warns about it.
     pub targets: BTreeMap<String, TargetSpec>,
+    /// Expiry of observe-only secrets, per secret name.
+    pub certificates: BTreeMap<String, CertificateSpec>,
 }
 
 impl RotationConfig {
@@ -131,6 +180,102 @@ fn nonempty(errs: &mut Vec<ConfigError>, path: &str, value: &str) {
     if value.trim().is_empty() {
         errs.push(ConfigError::new(path, "must not be empty"));
     }
+}
+
+fn target_spec(
+    raw: RawTarget,
+    at: &dyn Fn(&str) -> String,
+    errs: &mut Vec<ConfigError>,
+) -> TargetSpec {
+    match raw {
+        RawTarget::PostgresDynamic {
+            database_mount,
+            role,
+            host,
+            port,
+            dbname,
+        } => {
+            nonempty(errs, &at("database_mount"), &database_mount);
+            nonempty(errs, &at("role"), &role);
+            nonempty(errs, &at("host"), &host);
+            if port == 0 {
+                errs.push(ConfigError::new(at("port"), "must not be 0"));
+            }
+            TargetSpec::PostgresDynamic {
+                database_mount,
+                role,
+                host,
+                port,
+                dbname: dbname.unwrap_or_else(|| "postgres".to_owned()),
+            }
+        }
+        RawTarget::TransitSigning { transit_mount, key } => {
+            nonempty(errs, &at("key"), &key);
+            TargetSpec::TransitSigning {
+                transit_mount: transit_mount.unwrap_or_else(|| "transit".to_owned()),
+                key,
+            }
+        }
+    }
+}
+
+fn certificates(
+    raw: BTreeMap<String, RawCertificate>,
+    inventory: &Inventory,
+    errs: &mut Vec<ConfigError>,
+) -> BTreeMap<String, CertificateSpec> {
+    let time = |errs: &mut Vec<ConfigError>, at: String, text: &str| {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| {
+                errs.push(ConfigError::new(
+                    at,
+                    format!("{text:?} is not RFC 3339: {e}"),
+                ));
+            })
+            .ok()
+    };
+    let mut out = BTreeMap::new();
+    for (name, c) in raw {
+        let at = |f: &str| format!("certificates.{name}.{f}");
+        if !inventory
+            .secrets
+            .iter()
+            .any(|s| s.name == name && s.class.is_observe_only())
+        {
+            errs.push(ConfigError::new(
+                format!("certificates.{name}"),
+                "no svid or tls secret of that name in the inventory",
+            ));
+        }
+        let not_after = time(errs, at("not_after"), &c.not_after);
+        let not_before = match c.not_before.as_deref() {
+            None => Some(None),
+            Some(t) => time(errs, at("not_before"), t).map(Some),
+        };
+        let lead = c.alert_before.as_deref().unwrap_or("7d");
+        let alert_before = humantime::parse_duration(lead)
+            .map_err(|e| {
+                errs.push(ConfigError::new(
+                    at("alert_before"),
+                    format!("{lead:?}: {e}"),
+                ));
+            })
+            .ok();
+        if let (Some(not_after), Some(alert_before), Some(not_before)) =
+            (not_after, alert_before, not_before)
+        {
+            out.insert(
+                name,
+                CertificateSpec {
+                    not_after,
+                    not_before,
+                    alert_before,
+                },
+            );
+        }
+    }
+    out
 }
 
 impl Validate for RawRotationConfig {
@@ -178,29 +323,8 @@ impl Validate for RawRotationConfig {
         let mut targets = BTreeMap::new();
         for (name, raw) in self.targets {
             let at = |f: &str| format!("targets.{name}.{f}");
-            let RawTarget::PostgresDynamic {
-                database_mount,
-                role,
-                host,
-                port,
-                dbname,
-            } = raw;
-            nonempty(&mut errs, &at("database_mount"), &database_mount);
-            nonempty(&mut errs, &at("role"), &role);
-            nonempty(&mut errs, &at("host"), &host);
-            if port == 0 {
-                errs.push(ConfigError::new(at("port"), "must not be 0"));
-            }
-            targets.insert(
-                name,
-                TargetSpec::PostgresDynamic {
-                    database_mount,
-                    role,
-                    host,
-                    port,
-                    dbname: dbname.unwrap_or_else(|| "postgres".to_owned()),
-                },
-            );
+            let spec = target_spec(raw, &at, &mut errs);
+            targets.insert(name, spec);
         }
         let (Ok(listen), Some(tick), Ok(mut inventory)) = (listen, tick, inventory) else {
             return Err(errs);
@@ -221,6 +345,7 @@ impl Validate for RawRotationConfig {
                 ));
             }
         }
+        let certificates = certificates(self.certificates, &inventory, &mut errs);
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -234,6 +359,7 @@ impl Validate for RawRotationConfig {
             tick,
             inventory,
             targets,
+            certificates,
         })
     }
 }
@@ -334,5 +460,59 @@ targets:
         .expect_err("invalid");
         assert_eq!(err.len(), 1);
         assert_eq!(err[0].path, "targets.ghost");
+    }
+
+    #[test]
+    fn transit_targets_and_certificate_expiries_validate() {
+        let cfg = load(
+            "
+openbao: { address: 'http://bao:8200' }
+inventory:
+  secrets:
+    - { name: jwt, class: jwt_key, path: keys/jwt, max_age: 30d, overlap: 1d, owner: sec,
+        consumers: [deployment/a/b], approval: { approvers: [so], expires_after: 1d } }
+    - { name: ingress, class: tls, path: tls/ingress, overlap: 0s, owner: platform }
+targets:
+  jwt: { kind: transit_signing, key: jwt }
+certificates:
+  ingress: { not_after: '2027-01-01T00:00:00Z', alert_before: 14d }
+",
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            cfg.target("jwt"),
+            Some(&TargetSpec::TransitSigning {
+                transit_mount: "transit".into(),
+                key: "jwt".into()
+            })
+        );
+        let c = &cfg.certificates["ingress"];
+        assert_eq!(c.alert_before, Duration::from_hours(14 * 24));
+        assert_eq!(c.not_after.to_rfc3339(), "2027-01-01T00:00:00+00:00");
+        assert_eq!(c.not_before, None);
+
+        let err = load(
+            "
+openbao: { address: 'http://bao:8200' }
+inventory:
+  secrets:
+    - { name: db, class: api_token, path: t/db, max_age: 30d, overlap: 1d, owner: o, consumers: [deployment/a/b] }
+targets:
+  db: { kind: transit_signing, key: '' }
+certificates:
+  db: { not_after: 'tomorrow', alert_before: soon }
+",
+        )
+        .expect_err("invalid");
+        let paths: Vec<&str> = err.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "targets.db.key",
+                "certificates.db",
+                "certificates.db.not_after",
+                "certificates.db.alert_before"
+            ]
+        );
     }
 }

@@ -12,8 +12,11 @@ use sre_adapter_openbao::{
 };
 use sre_adapter_postgres::{PgDynamicTarget, PgEndpoint};
 use sre_core::PortError;
+use sre_core::approval::Principal;
 use sre_core::ports::{SecretData, SecretMetadata, SecretStore, SecretValue};
 use sre_core::testing::test_env;
+use sre_rotation::approvals;
+use sre_rotation::drive::{self, StopAt};
 use sre_rotation::model::{ApprovalPolicy, Cadence, ManagedSecret, SecretClass};
 use sre_rotation::run::{self, Ports};
 use sre_rotation::{Phase, Step, Verification};
@@ -403,4 +406,137 @@ async fn a_crash_between_any_two_steps_resumes_to_a_consistent_state() {
             );
         }
     }
+}
+
+fn jwt_secret(officer: &sre_core::approval::Principal) -> ManagedSecret {
+    ManagedSecret {
+        name: unique("jwt-secret"),
+        class: SecretClass::JwtKey,
+        path: unique("keys/jwt"),
+        cadence: Cadence::MaxAge(Duration::from_hours(24 * 30)),
+        overlap: Duration::from_hours(24),
+        owner: "security".into(),
+        consumers: vec![],
+        approval: ApprovalPolicy::Required {
+            approvers: BTreeSet::from([officer.clone()]),
+            expires_after: Duration::from_hours(24),
+        },
+    }
+}
+
+/// Approves the request `gated` made (it must have made one) and drives on.
+async fn approve_and_drive(
+    ports: Ports<'_>,
+    secret: &ManagedSecret,
+    gated: drive::DriveReport,
+    officer: &sre_core::approval::Principal,
+    now: DateTime<Utc>,
+) -> drive::DriveReport {
+    let id = gated.requested.expect("an approval request").id.0;
+    approvals::approve(
+        ports.store,
+        std::slice::from_ref(secret),
+        &id,
+        officer.clone(),
+        now,
+    )
+    .await
+    .expect("approve");
+    drive::drive(ports, secret, now, StopAt::Quiet)
+        .await
+        .expect("drive")
+}
+
+/// A JWT signing key in real OpenBao transit, rotated through the production shell
+/// (`drive`) with the approval gate: nothing rotates before a security officer approves;
+/// during the overlap a token signed with the old key still verifies and the JWKS lists
+/// both keys; once the previous version is retired old signatures are refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn jwt_key_rotation_waits_for_approval_and_keeps_old_tokens_valid_during_overlap() {
+    use sre_adapter_openbao::{BaoKeyring, TransitSigningTarget, Verdict};
+
+    let mount = unique("jwt");
+    let keys = BaoKeyring::new(&config(), mount.clone()).expect("client");
+    keys.enable().await.expect("enable transit");
+    let target =
+        TransitSigningTarget::new(BaoKeyring::new(&config(), mount).expect("client"), "jwt");
+    let store = BaoSecretStore::new(&config()).expect("kv");
+    let officer = Principal::new("security-officer");
+    let secret = jwt_secret(&officer);
+    let ports = Ports {
+        store: &store,
+        target: &target,
+    };
+    let t0 = DateTime::<Utc>::from_timestamp(1_767_225_600, 0).expect("t0");
+    let at = |h: i64| t0 + chrono::Duration::hours(h);
+
+    // Rotation 1 (the key does not exist yet): gated, then v1.
+    let gated = drive::drive(ports, &secret, at(0), StopAt::Quiet)
+        .await
+        .expect("drive");
+    assert_eq!(
+        gated.state.current, None,
+        "nothing rotates before the approval"
+    );
+    assert!(keys.read("jwt").await.expect("read").is_none());
+    let r1 = approve_and_drive(ports, &secret, gated, &officer, at(1)).await;
+    assert_eq!(r1.state.current, Some(1));
+    let token = keys
+        .sign_with("jwt", 1, b"header.payload")
+        .await
+        .expect("sign with v1");
+
+    // Rotation 2 is due after 30 days and needs a fresh approval.
+    let due = at(24 * 31);
+    let gated = drive::drive(ports, &secret, due, StopAt::Quiet)
+        .await
+        .expect("drive");
+    assert_eq!(
+        gated.state.current,
+        Some(1),
+        "the earlier approval does not carry over"
+    );
+    let r2 = approve_and_drive(ports, &secret, gated, &officer, due).await;
+    assert_eq!(r2.state.current, Some(2));
+    assert!(r2.state.previous.is_some(), "v1 stays for the overlap");
+    assert!(
+        r2.steps
+            .iter()
+            .any(|s| matches!(s, Step::TestPending { .. })),
+        "{:?}",
+        r2.steps
+    );
+    let info = keys.read("jwt").await.expect("read").expect("key");
+    assert_eq!((info.latest_version, info.min_decryption_version), (2, 1));
+    let jwks = sre_rotation::jwks::render("jwt", &info.public_keys, info.min_decryption_version);
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2), "{jwks}");
+    assert_eq!(
+        keys.verify("jwt", b"header.payload", &token)
+            .await
+            .expect("verify"),
+        Verdict::Valid
+    );
+
+    // After the overlap the previous version is retired: old tokens are refused.
+    let after = due + chrono::Duration::hours(25);
+    let r3 = drive::drive(ports, &secret, after, StopAt::Quiet)
+        .await
+        .expect("drive");
+    assert!(
+        r3.steps
+            .iter()
+            .any(|s| matches!(s, Step::RetirePrevious { .. })),
+        "{:?}",
+        r3.steps
+    );
+    assert!(matches!(
+        keys.verify("jwt", b"header.payload", &token)
+            .await
+            .expect("verify"),
+        Verdict::Refused { .. }
+    ));
+    let info = keys.read("jwt").await.expect("read").expect("key");
+    let jwks = sre_rotation::jwks::render("jwt", &info.public_keys, info.min_decryption_version);
+    assert_eq!(jwks["keys"][0]["kid"], "jwt-v2");
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
 }

@@ -8,13 +8,20 @@
 
 mod error;
 mod fencing;
+mod lease;
 mod mesh;
+mod reload;
 mod routes;
+pub mod runbook;
 mod stateful;
 mod workloads;
 
 pub use fencing::GENERATION_ANNOTATION;
+pub use lease::{KubeLeaseWitness, LEASE_RECORD_ANNOTATION, MANAGED_BY_LABEL};
 pub use mesh::{CiliumMeshConfig, CiliumMeshTraffic, GLOBAL_ANNOTATION, SHARED_ANNOTATION};
+pub use reload::{
+    FORCE_SYNC_ANNOTATION, KubeReload, RELOADED_FROM_ANNOTATION, ROTATION_FIELD_MANAGER,
+};
 pub use routes::{HttpRouteConfig, HttpRouteTraffic};
 pub use stateful::{
     CnpgClusterRef, CnpgTopology, KubeStatefulServices, StatefulConfig, StrimziConfig,

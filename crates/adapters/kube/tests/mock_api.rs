@@ -1510,3 +1510,87 @@ async fn cluster_scale_round_trip_on_a_deployment_it_creates() {
     assert!(!again.expect("idempotent").changed);
     assert_eq!(now.expect("read"), 1);
 }
+
+// ---- rotation: ESO force-sync and Reloader-compatible restarts ----------------------
+
+mod rotation_reload {
+    use super::*;
+    use chrono::{DateTime, Utc};
+    use sre_adapter_kube::{FORCE_SYNC_ANNOTATION, KubeReload, RELOADED_FROM_ANNOTATION};
+    use std::collections::BTreeSet;
+
+    const ES: &str = "/apis/external-secrets.io/v1/namespaces/billing/externalsecrets/db";
+    const DEP: &str = "/apis/apps/v1/namespaces/billing/deployments/api";
+    const QUERY: Option<&str> = Some("&fieldManager=sre-rotation");
+
+    fn at() -> DateTime<Utc> {
+        DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default()
+    }
+
+    fn rotation_patch(path: &'static str, body: Value, reply: Value) -> Call {
+        Call {
+            query: QUERY,
+            ..patch(path, body, reply)
+        }
+    }
+
+    #[tokio::test]
+    async fn force_sync_sets_esos_annotation_to_the_rotation_time() {
+        let body = json!({"metadata": {"annotations": {FORCE_SYNC_ANNOTATION: "1767225600"}}});
+        let reply = json!({
+            "apiVersion": "external-secrets.io/v1", "kind": "ExternalSecret",
+            "metadata": {"name": "db", "namespace": "billing",
+                         "annotations": {FORCE_SYNC_ANNOTATION: "1767225600"}}
+        });
+        let out = scenario(vec![rotation_patch(ES, body, reply)], |c| async move {
+            KubeReload::new(c).force_sync("billing", "db", at()).await
+        })
+        .await;
+        assert_eq!(out, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn restart_writes_reloaders_template_annotation_once_for_all_secrets() {
+        let value = json!({"type": "SECRET", "names": ["db", "token"],
+                           "observedAt": "2026-01-01T00:00:00Z"})
+        .to_string();
+        let body = json!({"spec": {"template": {"metadata": {"annotations": {
+            RELOADED_FROM_ANNOTATION: value,
+        }}}}});
+        let reply = json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "api", "namespace": "billing"},
+            "spec": {"selector": {"matchLabels": {"app": "api"}},
+                     "template": {"metadata": {"labels": {"app": "api"}},
+                                  "spec": {"containers": [{"name": "api", "image": "api:1"}]}}}
+        });
+        let secrets = BTreeSet::from(["token".to_owned(), "db".to_owned()]);
+        let out = scenario(vec![rotation_patch(DEP, body, reply)], |c| async move {
+            KubeReload::new(c)
+                .restart("billing", "api", &secrets, at())
+                .await
+        })
+        .await;
+        assert_eq!(out, Ok(()));
+    }
+
+    #[tokio::test]
+    async fn a_missing_external_secret_is_not_found_and_forbidden_is_rejected() {
+        let mut missing = fail(Method::PATCH, ES, 404, "NotFound");
+        missing.query = QUERY;
+        let out = scenario(vec![missing], |c| async move {
+            KubeReload::new(c).force_sync("billing", "db", at()).await
+        })
+        .await;
+        assert!(matches!(out, Err(PortError::NotFound { .. })), "{out:?}");
+        let mut denied = fail(Method::PATCH, DEP, 403, "Forbidden");
+        denied.query = QUERY;
+        let out = scenario(vec![denied], |c| async move {
+            KubeReload::new(c)
+                .restart("billing", "api", &BTreeSet::new(), at())
+                .await
+        })
+        .await;
+        assert!(matches!(out, Err(PortError::Rejected { .. })), "{out:?}");
+    }
+}

@@ -213,3 +213,167 @@ async fn transit_signatures_verify_until_min_decryption_version_passes_them() {
         Ok(SignatureCheck::Valid)
     );
 }
+
+/// Signing-key rotation through the rotation port: the pending version passes a real
+/// sign + verify, signatures made with the old version keep verifying during the overlap
+/// (and the JWKS lists both keys), and are refused once the old version is retired.
+#[tokio::test]
+async fn signing_key_rotation_keeps_old_signatures_during_overlap_and_rejects_them_after() {
+    use sre_adapter_openbao::{BaoKeyring, TransitSigningTarget, Verdict};
+    use sre_rotation::{CredentialTarget, Verification};
+    let keys = BaoKeyring::new(&config(), unique("signing")).expect("client");
+    keys.enable().await.expect("enable transit");
+    let target = TransitSigningTarget::new(
+        BaoKeyring::new(&config(), keys_mount(&keys)).expect("client"),
+        "jwt",
+    );
+    // First issue creates the key: version 1 becomes current.
+    let v1 = target.issue().await.expect("issue v1");
+    assert_eq!(v1.get("version"), Some("1"));
+    assert_eq!(
+        target.verify(&v1).await.expect("verify"),
+        Verification::Accepted
+    );
+    let old_sig = keys.sign_with("jwt", 1, b"token").await.expect("sign v1");
+
+    // Rotation: pending v2, set, tested by a real sign + verify with v2.
+    let v2 = target.issue().await.expect("issue v2");
+    assert_eq!(v2.get("version"), Some("2"));
+    // A crash before the KV write repeats the issue: it reuses v2 instead of rotating again.
+    assert_eq!(
+        target.issue().await.expect("issue again").get("version"),
+        Some("2")
+    );
+    target.install(&v2).await.expect("install");
+    assert_eq!(
+        target.verify(&v2).await.expect("verify"),
+        Verification::Accepted
+    );
+    // Overlap: min_decryption_version still 1, both keys published.
+    let info = keys.read("jwt").await.expect("read").expect("exists");
+    assert_eq!((info.latest_version, info.min_decryption_version), (2, 1));
+    let jwks = sre_rotation::jwks::render("jwt", &info.public_keys, info.min_decryption_version);
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(2), "{jwks}");
+    assert_eq!(
+        keys.verify("jwt", b"token", &old_sig)
+            .await
+            .expect("verify"),
+        Verdict::Valid
+    );
+    // A rejected pending version (the newest) cannot be disabled alone.
+    assert!(target.revoke(&v2).await.is_err());
+
+    // Retire v1: old signatures are refused, the JWKS lists v2 only.
+    target.revoke(&v1).await.expect("retire v1");
+    target.revoke(&v1).await.expect("retiring twice is fine");
+    assert!(matches!(
+        keys.verify("jwt", b"token", &old_sig)
+            .await
+            .expect("verify"),
+        Verdict::Refused { .. }
+    ));
+    let info = keys.read("jwt").await.expect("read").expect("exists");
+    let jwks = sre_rotation::jwks::render("jwt", &info.public_keys, info.min_decryption_version);
+    assert_eq!(jwks["keys"][0]["kid"], "jwt-v2");
+    assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
+    assert_eq!(
+        target.verify(&v2).await.expect("verify"),
+        Verification::Accepted
+    );
+}
+
+fn keys_mount(keys: &sre_adapter_openbao::BaoKeyring) -> String {
+    // The Debug output names the mount; the test keeps its own copy instead of parsing it.
+    let text = format!("{keys:?}");
+    text.split("mount: \"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("mount in Debug")
+        .to_owned()
+}
+
+/// KMS master-key rotation: every data key is re-wrapped from the old master version to
+/// the new one; a crash halfway resumes with the keys not yet done, and the cut-over
+/// refuses the old version only after all of them decrypt under the new one.
+#[tokio::test]
+async fn kms_rewrap_resumes_after_a_crash_halfway_and_cuts_over_last() {
+    use sre_adapter_openbao::{BaoKeyring, BaoSecretStore, Envelope, rewrap_progress, rewrap_step};
+    use sre_core::ports::{SecretData, SecretStore};
+    use sre_rotation::rewrap::RewrapStep;
+    let mount = unique("kms");
+    let keys = BaoKeyring::new(&config(), mount.clone()).expect("client");
+    keys.enable().await.expect("enable transit");
+    keys.create("master", "aes256-gcm96").await.expect("create");
+    let store = BaoSecretStore::new(&config()).expect("kv");
+    let base = unique("kms-data");
+    let mut paths = Vec::new();
+    let mut plains = Vec::new();
+    for i in 0..4 {
+        let dk = keys.data_key("master").await.expect("data key");
+        let path = format!("{base}/dk{i}");
+        store
+            .write(
+                &path,
+                &SecretData::from_pairs([("ciphertext", dk.ciphertext.clone())]),
+                None,
+            )
+            .await
+            .expect("store data key");
+        assert!(dk.ciphertext.starts_with("vault:v1:"));
+        paths.push(path);
+        plains.push(dk.plaintext);
+    }
+    let progress_path = format!("{base}/progress");
+    let env = Envelope {
+        keys: &keys,
+        master_key: "master",
+        store: &store,
+        progress_path: &progress_path,
+    };
+    // Start + two data keys, then the "crash": the process stops calling.
+    assert_eq!(
+        rewrap_step(env, &paths).await.expect("start"),
+        RewrapStep::Start
+    );
+    for _ in 0..2 {
+        assert!(matches!(
+            rewrap_step(env, &paths).await.expect("rewrap"),
+            RewrapStep::Rewrap { .. }
+        ));
+    }
+    let p = rewrap_progress(env)
+        .await
+        .expect("progress")
+        .expect("in flight");
+    assert_eq!(p.target_version, 2);
+    assert_eq!(p.done_through.as_deref(), Some(paths[1].as_str()));
+    // Old version still decrypts during the re-wrap: nothing is cut over yet.
+    let info = keys.read("master").await.expect("read").expect("exists");
+    assert_eq!(info.min_decryption_version, 1);
+
+    // A fresh "process" resumes from the persisted progress.
+    let keys2 = BaoKeyring::new(&config(), mount).expect("client");
+    let env2 = Envelope {
+        keys: &keys2,
+        ..env
+    };
+    let mut rest = Vec::new();
+    loop {
+        let s = rewrap_step(env2, &paths).await.expect("step");
+        let done = matches!(s, RewrapStep::CutOver { .. });
+        rest.push(s);
+        if done {
+            break;
+        }
+    }
+    assert_eq!(rest.len(), 3, "two keys left, then the cut-over: {rest:?}");
+    assert!(rewrap_progress(env2).await.expect("progress").is_none());
+    let info = keys2.read("master").await.expect("read").expect("exists");
+    assert_eq!(info.min_decryption_version, 2);
+    for (path, plain) in paths.iter().zip(&plains) {
+        let ct = store.read(path, None).await.expect("read").expect("exists");
+        let ct = ct.data.get("ciphertext").expect("ciphertext").to_owned();
+        assert!(ct.starts_with("vault:v2:"), "{path}: {ct}");
+        assert_eq!(&keys2.decrypt("master", &ct).await.expect("decrypt"), plain);
+    }
+}
