@@ -138,6 +138,9 @@ struct RawWitness {
     url: Option<String>,
     lease: Option<String>,
     token: Option<String>,
+    // kube
+    namespace: Option<String>,
+    name: Option<String>,
 }
 
 fn lease_key() -> String {
@@ -279,6 +282,14 @@ pub enum WitnessChoice {
         /// Bearer token.
         token: Secret,
     },
+    /// A `coordination.k8s.io/v1` `Lease`, replaced only at the `resourceVersion` read
+    /// (the API server's client config: in-cluster service account or `KUBECONFIG`).
+    Kube {
+        /// Namespace of the Lease.
+        namespace: String,
+        /// Name of the Lease.
+        name: String,
+    },
 }
 
 /// One resolver of the quorum.
@@ -333,6 +344,27 @@ fn parse_resolver(name: Option<String>, addr: &str) -> Result<ResolverSpec, Stri
         name: name.unwrap_or_else(|| addr.to_owned()),
         addr: sock,
     })
+}
+
+/// Checks a Kubernetes object name at start-up, so that a typo is exit 64 with the field
+/// named rather than a 422 from the API server on the first lease write: a namespace is
+/// an RFC 1123 label (`dots: false`, 63 characters), a Lease name an RFC 1123 subdomain.
+fn kube_name(name: &str, max: usize, dots: bool) -> Result<(), String> {
+    let allowed =
+        |c: char| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || (dots && c == '.');
+    let ends_ok = |c: Option<char>| c.is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit());
+    if name.is_empty() || name.len() > max || !name.chars().all(allowed) {
+        return Err(format!(
+            "{name:?}: lower-case letters, digits{} and '-', at most {max} characters",
+            if dots { ", '.'" } else { "" }
+        ));
+    }
+    if !ends_ok(name.chars().next()) || !ends_ok(name.chars().last()) {
+        return Err(format!(
+            "{name:?}: must start and end with a letter or digit"
+        ));
+    }
+    Ok(())
 }
 
 impl RawControllerConfig {
@@ -423,6 +455,17 @@ impl RawControllerConfig {
                 lease: need("lease", &w.lease),
                 token: Secret(need("token", &w.token)),
             },
+            "kube" => {
+                let namespace = need("namespace", &w.namespace);
+                let name = need("name", &w.name);
+                if let Some(Err(e)) = w.namespace.as_deref().map(|n| kube_name(n, 63, false)) {
+                    errs.push(ConfigError::new("witness.namespace", e));
+                }
+                if let Some(Err(e)) = w.name.as_deref().map(|n| kube_name(n, 253, true)) {
+                    errs.push(ConfigError::new("witness.name", e));
+                }
+                WitnessChoice::Kube { namespace, name }
+            }
             "file" => {
                 let Some(path) = &w.path else {
                     errs.push(ConfigError::new("witness.path", "required for kind file"));
@@ -433,7 +476,7 @@ impl RawControllerConfig {
             other => {
                 errs.push(ConfigError::new(
                     "witness.kind",
-                    format!("{other:?}: use s3, file or http"),
+                    format!("{other:?}: use s3, file, http or kube"),
                 ));
                 return None;
             }
@@ -1022,6 +1065,79 @@ mod tests {
         assert_eq!(
             with("evidence: {}\n").err(),
             Some(vec!["evidence".to_owned()])
+        );
+    }
+
+    const NO_WITNESS: &str = "region: eu\npeer_region: us\nresolvers: [1.1.1.1, 8.8.8.8, 9.9.9.9]\nhealth: {zone: gslb.example.com}\n";
+
+    fn witness_of(w: &str) -> Result<ControllerConfig, Vec<(String, String)>> {
+        load::<RawControllerConfig>(&yaml(&format!("{NO_WITNESS}{w}")), &env_overrides(), vec![])
+            .map_err(|e| e.errors.into_iter().map(|e| (e.path, e.message)).collect())
+    }
+
+    #[test]
+    fn a_kube_lease_witness_names_its_namespace_and_lease() {
+        let c = witness_of("witness: {kind: kube, namespace: failover, name: shop-lease.v1}\n")
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let WitnessChoice::Kube { namespace, name } = &c.witness else {
+            panic!("kube witness: {:?}", c.witness)
+        };
+        assert_eq!(
+            (namespace.as_str(), name.as_str()),
+            ("failover", "shop-lease.v1")
+        );
+        assert_eq!(
+            effective(&c)["witness"],
+            serde_json::json!({"kind": "kube", "namespace": "failover", "name": "shop-lease.v1"})
+        );
+        // The names also come from the environment.
+        let env = load::<RawControllerConfig>(
+            &yaml(&format!("{NO_WITNESS}witness: {{kind: kube}}\n")),
+            &env_overrides(),
+            vec![
+                ("FAILOVER__WITNESS__NAMESPACE".into(), "ops".into()),
+                ("FAILOVER__WITNESS__NAME".into(), "lease".into()),
+            ],
+        );
+        assert!(
+            matches!(env.map(|c| c.witness), Ok(WitnessChoice::Kube { namespace, name }) if namespace == "ops" && name == "lease")
+        );
+    }
+
+    #[test]
+    fn a_kube_witness_without_names_or_with_bad_ones_is_refused_with_the_field() {
+        let paths = |r: Result<ControllerConfig, Vec<(String, String)>>| {
+            r.err()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(p, _)| p)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            paths(witness_of("witness: {kind: kube}\n")),
+            vec!["witness.namespace".to_owned(), "witness.name".to_owned()]
+        );
+        let bad = witness_of("witness: {kind: kube, namespace: Fail.Over, name: -lease}\n")
+            .err()
+            .unwrap_or_default();
+        assert_eq!(bad.len(), 2, "{bad:?}");
+        assert_eq!(bad[0].0, "witness.namespace");
+        assert!(bad[0].1.contains("lower-case"), "{}", bad[0].1);
+        assert_eq!(bad[1].0, "witness.name");
+        assert!(bad[1].1.contains("start and end"), "{}", bad[1].1);
+        let long = "a".repeat(64);
+        assert_eq!(
+            paths(witness_of(&format!(
+                "witness: {{kind: kube, namespace: {long}, name: l}}\n"
+            ))),
+            vec!["witness.namespace".to_owned()]
+        );
+        assert!(
+            witness_of("witness: {kind: etcd}\n")
+                .err()
+                .unwrap_or_default()
+                .iter()
+                .any(|(p, m)| p == "witness.kind" && m.contains("kube"))
         );
     }
 }

@@ -4,7 +4,9 @@
 use crate::config::{ControllerConfig, EvidenceChoice, WitnessChoice};
 use anyhow::Context;
 use sre_adapter_dns::{DnsServer, HickoryResolver};
-use sre_adapter_kube::{CiliumMeshTraffic, HttpRouteTraffic, KubeStatefulServices};
+use sre_adapter_kube::{
+    CiliumMeshTraffic, HttpRouteTraffic, KubeLeaseWitness, KubeStatefulServices,
+};
 use sre_adapter_s3::{S3Config, S3ObjectStore, S3Witness};
 use sre_adapter_witness::{BearerToken, FileWitness, HttpWitness, LeaseName};
 use sre_core::approval::Principal;
@@ -17,7 +19,10 @@ use sre_failover::run::Ports;
 use std::sync::Arc;
 
 /// The witness adapter for `choice`, with the core's witness timeout as its own limit.
-pub fn witness(cfg: &ControllerConfig) -> anyhow::Result<Arc<dyn Witness>> {
+///
+/// A Kubernetes Lease witness needs an API server config; without one this is
+/// [`ClusterUnavailable`] (exit 69).
+pub async fn witness(cfg: &ControllerConfig) -> anyhow::Result<Arc<dyn Witness>> {
     let timeout = cfg.failover.timings.witness_timeout;
     Ok(match &cfg.witness {
         WitnessChoice::S3 {
@@ -46,20 +51,58 @@ pub fn witness(cfg: &ControllerConfig) -> anyhow::Result<Arc<dyn Witness>> {
             let token = BearerToken::new(token.0.clone()).context("witness.token")?;
             Arc::new(HttpWitness::new(url, name, &token, timeout).context("http witness")?)
         }
+        WitnessChoice::Kube { namespace, name } => {
+            // What `Client::try_default` does, with the witness timeout on the socket, so
+            // a hung API server is a failed read within the tick, not a stuck loop.
+            let mut config = kube::Config::infer()
+                .await
+                .map_err(|e| ClusterUnavailable::witness(e.to_string()))?;
+            config.connect_timeout = Some(timeout);
+            config.read_timeout = Some(timeout);
+            config.write_timeout = Some(timeout);
+            let client = kube::Client::try_from(config)
+                .map_err(|e| ClusterUnavailable::witness(e.to_string()))?;
+            Arc::new(KubeLeaseWitness::new(
+                client,
+                namespace.clone(),
+                name.clone(),
+            ))
+        }
     })
 }
 
 /// No Kubernetes client configuration could be found or loaded (exit 69: the API
 /// server is unavailable to us, not a flaw in the failover config).
 #[derive(Debug)]
-pub struct ClusterUnavailable(pub String);
+pub struct ClusterUnavailable {
+    /// The part of the config that needs the cluster (`layers: kube`, `witness: kind kube`).
+    pub needed_by: &'static str,
+    /// Why no client could be built.
+    pub reason: String,
+}
+
+impl ClusterUnavailable {
+    fn layers(reason: String) -> Self {
+        Self {
+            needed_by: "layers: kube",
+            reason,
+        }
+    }
+
+    fn witness(reason: String) -> Self {
+        Self {
+            needed_by: "witness: kind kube",
+            reason,
+        }
+    }
+}
 
 impl std::fmt::Display for ClusterUnavailable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "layers: kube needs a Kubernetes API server: {} (in a pod: the service account; elsewhere: KUBECONFIG or ~/.kube/config)",
-            self.0
+            "{} needs a Kubernetes API server: {} (in a pod: the service account; elsewhere: KUBECONFIG or ~/.kube/config)",
+            self.needed_by, self.reason
         )
     }
 }
@@ -71,23 +114,23 @@ impl std::error::Error for ClusterUnavailable {}
 async fn kube_layers(k: &crate::layers::KubeLayers) -> anyhow::Result<Layers> {
     let local = kube::Client::try_default()
         .await
-        .map_err(|e| ClusterUnavailable(e.to_string()))?;
-    let peer = match &k.peer_context {
-        Some(context) => {
-            let options = kube::config::KubeConfigOptions {
-                context: Some(context.clone()),
-                ..Default::default()
-            };
-            let config = kube::Config::from_kubeconfig(&options)
-                .await
-                .map_err(|e| ClusterUnavailable(format!("peer context {context}: {e}")))?;
-            Some(
-                kube::Client::try_from(config)
-                    .map_err(|e| ClusterUnavailable(format!("peer context {context}: {e}")))?,
-            )
-        }
-        None => None,
-    };
+        .map_err(|e| ClusterUnavailable::layers(e.to_string()))?;
+    let peer =
+        match &k.peer_context {
+            Some(context) => {
+                let options = kube::config::KubeConfigOptions {
+                    context: Some(context.clone()),
+                    ..Default::default()
+                };
+                let config = kube::Config::from_kubeconfig(&options).await.map_err(|e| {
+                    ClusterUnavailable::layers(format!("peer context {context}: {e}"))
+                })?;
+                Some(kube::Client::try_from(config).map_err(|e| {
+                    ClusterUnavailable::layers(format!("peer context {context}: {e}"))
+                })?)
+            }
+            None => None,
+        };
     Ok(Layers {
         external: Arc::new(HttpRouteTraffic::new(local.clone(), k.routes_config())),
         internal: Arc::new(CiliumMeshTraffic::new(local.clone(), k.mesh_config())),
@@ -137,7 +180,7 @@ pub async fn evidence(cfg: &ControllerConfig) -> anyhow::Result<Option<Arc<dyn E
 
 /// All the ports for the loop.
 pub async fn ports(cfg: &ControllerConfig) -> anyhow::Result<Ports> {
-    let witness = witness(cfg)?;
+    let witness = witness(cfg).await?;
     let mut resolvers: Vec<Arc<dyn Resolver>> = Vec::new();
     for r in &cfg.resolvers {
         let mut server = DnsServer::new(r.name.clone(), r.addr);

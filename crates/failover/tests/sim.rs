@@ -203,3 +203,169 @@ fn drill_json_has_the_promised_shape() {
     );
     assert!(s["events"].as_array().is_some_and(|e| !e.is_empty()));
 }
+
+/// Proptest over random schedules: the region count, the tick, the witness delay, how
+/// long the faults last and the fault mix itself (each fault a strategy value, so a
+/// failure shrinks to the fewest, simplest faults that still break an invariant). Within
+/// the assumptions: one resolver (`wrong`) is the only one that may lie or be cut from a
+/// region, drift within ±0.5%, skew within ±8s. The same checks as
+/// [`random_schedules_keep_the_invariants`], after the same heal-then-crash probe.
+mod proptest_schedules {
+    use super::*;
+    use proptest::prelude::*;
+    use sre_failover::sim::promotion_bound;
+
+    /// One fault of the mix, before it is given a time.
+    fn fault(n: usize, wrong: usize) -> impl Strategy<Value = Fault> {
+        let region = 0..n;
+        let resolver = 0..3usize;
+        prop_oneof![
+            region
+                .clone()
+                .prop_map(|i| Fault::Partition(Endpoint::Region(i), Endpoint::Witness)),
+            region
+                .clone()
+                .prop_map(|i| Fault::Heal(Endpoint::Region(i), Endpoint::Witness)),
+            region
+                .clone()
+                .prop_map(|i| Fault::Partition(Endpoint::Region(i), Endpoint::Internet)),
+            region
+                .clone()
+                .prop_map(|i| Fault::Heal(Endpoint::Region(i), Endpoint::Internet)),
+            Just(Fault::Partition(Endpoint::Witness, Endpoint::Internet)),
+            Just(Fault::Heal(Endpoint::Witness, Endpoint::Internet)),
+            region.clone().prop_map(move |i| Fault::Partition(
+                Endpoint::Region(i),
+                Endpoint::Region((i + 1) % n)
+            )),
+            region.clone().prop_map(Fault::Crash),
+            region.clone().prop_map(Fault::Restart),
+            (region.clone(), -8_000i64..=8_000).prop_map(|(i, ms)| Fault::Skew(i, ms)),
+            (region.clone(), -5_000i32..=5_000).prop_map(|(i, ppm)| Fault::Drift(i, ppm)),
+            resolver.clone().prop_map(Fault::ResolverDown),
+            resolver.clone().prop_map(Fault::ResolverUp),
+            Just(Fault::ResolverLie(wrong)),
+            resolver.prop_map(Fault::ResolverHonest),
+            region.prop_map(move |i| Fault::Partition(
+                Endpoint::Region(i),
+                Endpoint::Resolver(wrong)
+            )),
+            (0u64..=900).prop_map(Fault::WitnessDelay),
+        ]
+    }
+
+    /// A whole schedule: (regions, tick ms, initial witness delay ms, fault window s,
+    /// faults as (ms into the window, fault)).
+    fn schedule() -> impl Strategy<Value = (usize, u64, u64, u64, Vec<(u64, Fault)>)> {
+        (2usize..=3, 0..3usize).prop_flat_map(|(n, wrong)| {
+            (
+                Just(n),
+                prop_oneof![Just(250u64), Just(500), Just(1000)],
+                0u64..=400,
+                60u64..=240,
+                proptest::collection::vec((0u64..240_000, fault(n, wrong)), 0..=30),
+            )
+        })
+    }
+
+    fn spec_of(
+        n: usize,
+        tick_ms: u64,
+        delay_ms: u64,
+        window_s: u64,
+        faults: &[(u64, Fault)],
+    ) -> (SimSpec, Duration, Duration) {
+        let names = ["eu", "us", "ap"];
+        let healed_at = Duration::from_secs(30 + window_s);
+        let crash_at = healed_at + Duration::from_mins(2);
+        let mut max_delay = Duration::from_millis(delay_ms);
+        let mut timed: Vec<TimedFault> = faults
+            .iter()
+            .map(|&(ms, fault)| {
+                if let Fault::WitnessDelay(d) = fault {
+                    max_delay = max_delay.max(Duration::from_millis(d));
+                }
+                TimedFault {
+                    // Within the fault window, as the seeded generator does.
+                    at: Duration::from_secs(30) + Duration::from_millis(ms % (window_s * 1000)),
+                    fault,
+                }
+            })
+            .collect();
+        timed.push(TimedFault {
+            at: healed_at,
+            fault: Fault::HealAll,
+        });
+        timed.push(TimedFault {
+            at: healed_at,
+            fault: Fault::WitnessDelay(delay_ms),
+        });
+        let spec = SimSpec {
+            config: config(&names[..n]),
+            resolvers: vec!["google".into(), "cloudflare".into(), "quad9".into()],
+            tick: Duration::from_millis(tick_ms),
+            duration: crash_at + Duration::from_secs(90),
+            witness_delay: Duration::from_millis(delay_ms),
+            faults: timed,
+            record_timeline: false,
+        };
+        (spec, crash_at, max_delay)
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(200))]
+
+        #[test]
+        fn random_schedules_keep_the_invariants_under_proptest(
+            (n, tick_ms, delay_ms, window_s, faults) in schedule()
+        ) {
+            let (spec, crash_at, max_delay) = spec_of(n, tick_ms, delay_ms, window_s, &faults);
+            let bound_s = promotion_bound(&spec, max_delay).as_secs_f64();
+            // Probe: who is active once everything has healed and settled?
+            let mut probe = spec.clone();
+            probe.duration = crash_at;
+            let settled = sim::run(&probe);
+            prop_assert!(!settled.split_brain, "(a) split brain at {:?}s", settled.split_brain_at_s);
+            prop_assert!(!settled.generation_regressed, "(c) generation went backwards");
+            let victim = settled
+                .intervals
+                .iter()
+                .find(|iv| iv.until_s.is_none())
+                .and_then(|iv| spec.config.regions.iter().position(|r| r.as_str() == iv.region));
+            let Some(victim) = victim else {
+                return Err(TestCaseError::fail("no region active 120s after every fault healed"));
+            };
+            // Then crash that active region: a standby must take over within the bound.
+            let mut crashed = spec;
+            crashed.faults.push(TimedFault { at: crash_at, fault: Fault::Crash(victim) });
+            let r = sim::run(&crashed);
+            prop_assert!(!r.split_brain, "(a) split brain at {:?}s", r.split_brain_at_s);
+            prop_assert!(!r.generation_regressed, "(c) generation went backwards");
+            let crash_s = crash_at.as_secs_f64();
+            let took = r
+                .intervals
+                .iter()
+                .find(|iv| iv.from_s >= crash_s)
+                .map_or(f64::INFINITY, |iv| iv.from_s - crash_s);
+            prop_assert!(took <= bound_s, "(b) promotion took {took}s > {bound_s}s");
+        }
+
+        #[test]
+        fn seeded_schedules_keep_the_invariants_under_proptest(
+            seed in any::<u64>(),
+            regions in 2usize..=3,
+        ) {
+            let names = ["eu", "us", "ap"];
+            let out = run_random(
+                &config(&names[..regions]),
+                seed,
+                RandomKnobs { within_assumptions: true, regions, record_timeline: false },
+            );
+            prop_assert!(!out.report.split_brain, "(a) split brain at {:?}s", out.report.split_brain_at_s);
+            prop_assert!(!out.report.generation_regressed, "(c) generation went backwards");
+            prop_assert!(out.active_at_crash, "no region active after every fault healed");
+            let t = out.promotion_s.unwrap_or(f64::INFINITY);
+            prop_assert!(t <= out.bound_s, "(b) promotion took {t}s > {}s", out.bound_s);
+        }
+    }
+}

@@ -37,7 +37,7 @@ struct Store {
 }
 
 /// A `metav1.Status` failure as the apiserver writes it.
-fn status(code: u16, reason: &str, message: String, name: &str) -> (u16, Value) {
+fn status(code: u16, reason: &str, message: &str, name: &str) -> (u16, Value) {
     (
         code,
         json!({
@@ -53,7 +53,7 @@ fn not_found(name: &str) -> (u16, Value) {
     status(
         404,
         "NotFound",
-        format!("leases.coordination.k8s.io \"{name}\" not found"),
+        &format!("leases.coordination.k8s.io \"{name}\" not found"),
         name,
     )
 }
@@ -62,7 +62,7 @@ impl Store {
     /// One request, answered the way kube-apiserver's generic registry does for Leases.
     fn handle(&mut self, method: &Method, path: &str, body: &[u8]) -> (u16, Value) {
         let Some(rest) = path.strip_prefix("/apis/coordination.k8s.io/v1/namespaces/") else {
-            return status(404, "NotFound", format!("no route {path}"), "");
+            return status(404, "NotFound", &format!("no route {path}"), "");
         };
         let parts: Vec<&str> = rest.split('/').collect();
         match (method, parts.as_slice()) {
@@ -72,7 +72,7 @@ impl Store {
                 .map_or_else(|| not_found(name), |o| (200, o.clone())),
             (&Method::POST, [ns, "leases"]) => {
                 let Ok(mut obj) = serde_json::from_slice::<Value>(body) else {
-                    return status(400, "BadRequest", "body is not JSON".into(), "");
+                    return status(400, "BadRequest", "body is not JSON", "");
                 };
                 let name = obj["metadata"]["name"].as_str().unwrap_or("").to_string();
                 let key = ((*ns).to_string(), name.clone());
@@ -80,7 +80,7 @@ impl Store {
                     return status(
                         409,
                         "AlreadyExists",
-                        format!("leases.coordination.k8s.io \"{name}\" already exists"),
+                        &format!("leases.coordination.k8s.io \"{name}\" already exists"),
                         &name,
                     );
                 }
@@ -88,7 +88,7 @@ impl Store {
                     return status(
                         500,
                         "InternalError",
-                        "resourceVersion should not be set on objects to be created".into(),
+                        "resourceVersion should not be set on objects to be created",
                         &name,
                     );
                 }
@@ -102,7 +102,7 @@ impl Store {
             }
             (&Method::PUT, [ns, "leases", name]) => {
                 let Ok(mut obj) = serde_json::from_slice::<Value>(body) else {
-                    return status(400, "BadRequest", "body is not JSON".into(), name);
+                    return status(400, "BadRequest", "body is not JSON", name);
                 };
                 let key = ((*ns).to_string(), (*name).to_string());
                 let Some(current) = self.leases.get(&key) else {
@@ -112,7 +112,7 @@ impl Store {
                     return status(
                         422,
                         "Invalid",
-                        format!(
+                        &format!(
                             "Lease.coordination.k8s.io \"{name}\" is invalid: metadata.resourceVersion: Invalid value: 0x0: must be specified for an update"
                         ),
                         name,
@@ -122,7 +122,7 @@ impl Store {
                     return status(
                         409,
                         "Conflict",
-                        format!(
+                        &format!(
                             "Operation cannot be fulfilled on leases.coordination.k8s.io \"{name}\": the object has been modified; please apply your changes to the latest version and try again"
                         ),
                         name,
@@ -139,7 +139,7 @@ impl Store {
             _ => status(
                 405,
                 "MethodNotAllowed",
-                format!("{method} {path} is not supported"),
+                &format!("{method} {path} is not supported"),
                 "",
             ),
         }
@@ -153,10 +153,10 @@ fn fake_client(store: Arc<Mutex<Store>>) -> Client {
         async move {
             let (parts, body) = req.into_parts();
             let bytes = body.collect_bytes().await.unwrap_or_default();
-            let (code, reply) = store
-                .lock()
-                .map(|mut s| s.handle(&parts.method, parts.uri.path(), &bytes))
-                .unwrap_or_else(|_| status(500, "InternalError", "poisoned".into(), ""));
+            let (code, reply) = store.lock().map_or_else(
+                |_| status(500, "InternalError", "poisoned", ""),
+                |mut s| s.handle(&parts.method, parts.uri.path(), &bytes),
+            );
             let mut response = Response::new(Body::from(reply.to_string().into_bytes()));
             *response.status_mut() =
                 StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
