@@ -264,7 +264,7 @@ pub fn main(args: &[String]) -> Result<i32> {
     {
         failed.push("clippy");
     }
-    println!("lint: cargo doc --workspace --no-deps (warnings are errors)");
+    println!("lint: cargo doc --workspace --all-features --no-deps (warnings are errors)");
     if !run_inherit(
         cargo()
             .args([

@@ -8,8 +8,8 @@ const ABOUT: &str = "Multi-region failover controller: one per region, peers, no
 const LONG_ABOUT: &str = "\
 Multi-region failover controller: one per region, peers, no primary/DR names.
 
-The active region holds a lease at a witness (S3 conditional PUT, a lease file, or the
-HTTP witness protocol) and renews it every renew interval; a standby takes over only
+The active region holds a lease at a witness (S3 conditional PUT, a Kubernetes Lease, a lease file,
+or the HTTP witness protocol) and renews it every renew interval; a standby takes over only
 after the lease lapsed plus a skew margin AND a DNS quorum (2 of 3 resolvers) says the
 active region is unreachable. When the witness is gone, the quorum alone may promote
 (witness_loss: dns-quorum) or the controller pages instead (witness_loss: hold).
