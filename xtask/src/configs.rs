@@ -16,9 +16,19 @@ pub const DNS_RECORDS: &[&str] = &[
     "dual.sre.test. AAAA 2001:db8::3",
 ];
 
+/// The data of the *lying* resolver: it claims region-b's health name is gone
+/// (NXDOMAIN) while the honest ones answer it, so quorum tests can show that one liar
+/// can neither make nor block a 2-of-3 decision on its own.
+pub const LIAR_DNS_RECORDS: &[&str] = &["region-a.health.sre.test. A 192.0.2.1"];
+
 /// unbound as a self-contained, foreground, loopback-only resolver that serves
 /// `sre.test.` from a static local zone and never touches system paths.
 pub fn unbound_conf(dir: &Path, port: u16) -> String {
+    unbound_conf_with(dir, port, DNS_RECORDS)
+}
+
+/// [`unbound_conf`] serving `records` instead of the honest fixture zone.
+pub fn unbound_conf_with(dir: &Path, port: u16, records: &[&str]) -> String {
     let dir = dir.display();
     let mut conf = format!(
         r#"# written by cargo xtask services up
@@ -44,7 +54,7 @@ server:
     local-zone: "sre.test." static
 "#
     );
-    for record in DNS_RECORDS {
+    for record in records {
         let _ = writeln!(conf, "    local-data: \"{record}\"");
     }
     conf.push_str("remote-control:\n    control-enable: no\n");

@@ -224,7 +224,8 @@ struct Ports {
     alertmanager: u16,
     webhook: u16,
     registry: u16,
-    dns: [u16; 3],
+    /// Three honest resolvers and one liar (last).
+    dns: [u16; 4],
 }
 
 fn allocate_ports() -> Result<Ports> {
@@ -244,7 +245,7 @@ fn allocate_ports() -> Result<Ports> {
         alertmanager: free_tcp(&mut tcp)?,
         webhook: free_tcp(&mut tcp)?,
         registry: free_tcp(&mut tcp)?,
-        dns: [0; 3],
+        dns: [0; 4],
     };
     // DNS needs the same port free for both UDP and TCP.
     for slot in &mut ports.dns {
@@ -569,15 +570,27 @@ fn start_registry(ctx: &Ctx, port: u16) -> Result<Env> {
     Ok(vec![("SRE_TEST_REGISTRY_ADDR", addr)])
 }
 
-/// Three unbound processes, started together, each checked with a real query.
-fn start_dns(ctx: &Ctx, ports: [u16; 3]) -> Result<Env> {
+/// Four unbound processes (three honest, one lying), started together, each checked
+/// with a real query.
+fn start_dns(ctx: &Ctx, ports: [u16; 4]) -> Result<Env> {
     let t0 = Instant::now();
     let mut started = Vec::new();
     for (i, port) in ports.iter().enumerate() {
-        let name = format!("dns-{}", i + 1);
+        let liar = i == 3;
+        let name = if liar {
+            "dns-liar".to_owned()
+        } else {
+            format!("dns-{}", i + 1)
+        };
         let dir = ctx.fresh_dir(&name)?;
         let conf = dir.join("unbound.conf");
-        fs::write(&conf, configs::unbound_conf(&dir, *port)).ctx(format!("writing {name} conf"))?;
+        let records = if liar {
+            configs::LIAR_DNS_RECORDS
+        } else {
+            configs::DNS_RECORDS
+        };
+        fs::write(&conf, configs::unbound_conf_with(&dir, *port, records))
+            .ctx(format!("writing {name} conf"))?;
         let addr = format!("127.0.0.1:{port}");
         let mut cmd = Command::new(&ctx.tools.unbound);
         cmd.arg("-c").arg(&conf).current_dir(&dir);
@@ -592,8 +605,14 @@ fn start_dns(ctx: &Ctx, ports: [u16; 3]) -> Result<Env> {
         })?;
         report_ready(&name, &addr, t0);
     }
-    let list: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
-    Ok(vec![("SRE_TEST_DNS_RESOLVERS", list.join(","))])
+    let list: Vec<String> = ports[..3]
+        .iter()
+        .map(|p| format!("127.0.0.1:{p}"))
+        .collect();
+    Ok(vec![
+        ("SRE_TEST_DNS_RESOLVERS", list.join(",")),
+        ("SRE_TEST_DNS_LIAR", format!("127.0.0.1:{}", ports[3])),
+    ])
 }
 
 /// Renders the env file: one `KEY=VALUE` per line (values never need quoting:

@@ -121,3 +121,78 @@ async fn servfail_and_refused_are_reported_as_such() {
         LookupOutcome::Refused
     );
 }
+
+/// Asks each server for region-b's health name and classifies the answers as the
+/// failover quorum does.
+async fn ask_about_region_b(
+    servers: Vec<(&'static str, SocketAddr)>,
+) -> Vec<sre_failover::model::Reachability> {
+    let mut answers = Vec::new();
+    for (name, addr) in servers {
+        let r = resolver(name, addr, Duration::from_millis(500));
+        answers.push(sre_failover::model::Reachability::from(
+            &r.lookup("region-b.health.sre.test", RecordKind::A).await,
+        ));
+    }
+    answers
+}
+
+/// The failover quorum over real servers: one honest unbound, one lying unbound (it says
+/// region-b is gone), one that never answers and one that is down. No 2-of-3 decision
+/// comes out either way, which is what keeps a single liar from causing a promotion;
+/// with two honest servers and the liar, the honest answer wins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_liar_one_timeout_one_down_cannot_make_a_quorum() {
+    use sre_failover::model::Reachability;
+    let honest: Vec<SocketAddr> = test_env("SRE_TEST_DNS_RESOLVERS")
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let liar: SocketAddr = test_env("SRE_TEST_DNS_LIAR").parse().expect("liar address");
+    let silent = UdpSocket::bind("127.0.0.1:0").expect("bind");
+    let down = UdpSocket::bind("127.0.0.1:0")
+        .and_then(|s| s.local_addr())
+        .expect("bind");
+    let count = |v: &[Reachability], want: Reachability| v.iter().filter(|a| **a == want).count();
+
+    let answers = ask_about_region_b(vec![
+        ("honest", honest[0]),
+        ("liar", liar),
+        ("silent", silent.local_addr().expect("addr")),
+    ])
+    .await;
+    assert_eq!(
+        answers,
+        vec![
+            Reachability::Reachable,
+            Reachability::Unreachable,
+            Reachability::Unknown
+        ],
+        "the liar really lies and the silent server is unknown, not unreachable"
+    );
+    assert!(
+        count(&answers, Reachability::Unreachable) < 2,
+        "no quorum says region-b is gone"
+    );
+    assert!(
+        count(&answers, Reachability::Reachable) < 2,
+        "no quorum says it is there either"
+    );
+
+    let answers =
+        ask_about_region_b(vec![("honest", honest[0]), ("liar", liar), ("down", down)]).await;
+    assert_eq!(count(&answers, Reachability::Unreachable), 1, "{answers:?}");
+
+    let answers = ask_about_region_b(vec![
+        ("honest-1", honest[0]),
+        ("honest-2", honest[1]),
+        ("liar", liar),
+    ])
+    .await;
+    assert_eq!(
+        count(&answers, Reachability::Reachable),
+        2,
+        "two honest answers outvote the liar: {answers:?}"
+    );
+    drop(silent);
+}
