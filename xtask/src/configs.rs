@@ -22,12 +22,8 @@ pub const DNS_RECORDS: &[&str] = &[
 pub const LIAR_DNS_RECORDS: &[&str] = &["region-a.health.sre.test. A 192.0.2.1"];
 
 /// unbound as a self-contained, foreground, loopback-only resolver that serves
-/// `sre.test.` from a static local zone and never touches system paths.
-pub fn unbound_conf(dir: &Path, port: u16) -> String {
-    unbound_conf_with(dir, port, DNS_RECORDS)
-}
-
-/// [`unbound_conf`] serving `records` instead of the honest fixture zone.
+/// `sre.test.` from a static local zone (`records`: [`DNS_RECORDS`] for the honest
+/// ones, [`LIAR_DNS_RECORDS`] for the liar) and never touches system paths.
 pub fn unbound_conf_with(dir: &Path, port: u16, records: &[&str]) -> String {
     let dir = dir.display();
     let mut conf = format!(
@@ -157,7 +153,7 @@ mod tests {
 
     #[test]
     fn unbound_conf_is_self_contained() {
-        let conf = unbound_conf(Path::new("/tmp/d"), 5353);
+        let conf = unbound_conf_with(Path::new("/tmp/d"), 5353, DNS_RECORDS);
         for needle in [
             "interface: 127.0.0.1@5353",
             "do-daemonize: no",
