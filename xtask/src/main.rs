@@ -2,6 +2,7 @@
 //! pattern): `cargo xtask <command>`, plain Rust instead of shell scripts, so it
 //! runs the same on a laptop and in CI.
 
+mod bench;
 mod configs;
 mod install;
 mod lint;
@@ -28,6 +29,8 @@ commands:
   lint                      rustfmt, clippy -D warnings, dependency direction, tidy
   soak failover [N]         failover split-brain soak over N random schedules (default 100000)
   bench                     cargo bench --workspace, if any bench targets exist
+  bench remediation [--duration S] [--connections N]
+                            wrk against the remediation webhook and a bare axum handler
   help                      this text
 ";
 
@@ -87,6 +90,9 @@ fn has_bench_targets() -> Result<bool> {
 }
 
 fn bench(args: &[String]) -> Result<i32> {
+    if args.first().map(String::as_str) == Some("remediation") {
+        return bench::remediation(&args[1..]);
+    }
     if !has_bench_targets()? {
         println!("no benchmarks yet");
         return Ok(0);

@@ -19,6 +19,8 @@ use std::time::Duration;
 
 /// Environment prefix for config overrides (`SRE_REMEDIATION__ENGINE__COOLDOWN=10m`).
 pub const ENV_PREFIX: &str = "SRE_REMEDIATION";
+/// Environment variable holding the Gitea access token when `gitea.token_file` is not set.
+pub const GITEA_TOKEN_ENV: &str = "SRE_REMEDIATION_GITEA_TOKEN";
 /// Environment variable holding the bearer token when `token_file` is not set.
 pub const TOKEN_ENV: &str = "SRE_REMEDIATION_TOKEN";
 
@@ -50,6 +52,33 @@ pub struct RawConfig {
     evidence_file: Option<PathBuf>,
     #[serde(default)]
     notify: Option<RawNotify>,
+    #[serde(default)]
+    gitea: Option<RawGitea>,
+    #[serde(default)]
+    runbook_files: Vec<PathBuf>,
+}
+
+/// The Gitea server for `dispatch_workflow` actions, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawGitea {
+    url: String,
+    #[serde(default)]
+    token_file: Option<PathBuf>,
+    #[serde(default = "d_notify_timeout", with = "humantime_serde")]
+    timeout: Duration,
+}
+
+/// Where `dispatch_workflow` actions go. The token comes from `token_file` or
+/// `SRE_REMEDIATION_GITEA_TOKEN`, never from the config file itself.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GiteaConfig {
+    /// Gitea's base URL (`https://gitea.example`).
+    pub url: String,
+    /// File holding the access token.
+    pub token_file: Option<PathBuf>,
+    /// Time limit of one dispatch.
+    pub timeout: Duration,
 }
 
 /// Which executors carry planned actions out.
@@ -215,6 +244,11 @@ pub struct Config {
     /// The notification/escalation webhook; without it, escalations are a log line and
     /// a counter only.
     pub notify: Option<NotifyConfig>,
+    /// The Gitea server `dispatch_workflow` actions are sent to.
+    pub gitea: Option<GiteaConfig>,
+    /// `Runbook` documents (`catalyst.openova.io/v1alpha1`) whose rules go ahead of the
+    /// rule set: they override the rules for the alerts they name.
+    pub runbook_files: Vec<PathBuf>,
 }
 
 /// Where and how often verification asks Prometheus.
@@ -242,6 +276,8 @@ impl fmt::Debug for Config {
             .field("executors", &self.executors)
             .field("evidence_file", &self.evidence_file)
             .field("notify", &self.notify.as_ref().map(|_| "<configured>"))
+            .field("gitea", &self.gitea)
+            .field("runbook_files", &self.runbook_files)
             .finish_non_exhaustive()
     }
 }
@@ -273,6 +309,7 @@ impl Validate for RawConfig {
             self.notify,
             &mut errs,
         );
+        let gitea = self.gitea.map(|g| check_gitea(g, &mut errs));
         let e = self.engine.unwrap_or_else(default_engine);
         let nz = |v: u32, path: &str, errs: &mut Vec<ConfigError>| {
             NonZeroU32::new(v).or_else(|| {
@@ -328,6 +365,8 @@ impl Validate for RawConfig {
             executors: self.executors,
             evidence_file: self.evidence_file,
             notify,
+            gitea,
+            runbook_files: self.runbook_files,
             policy: Policy {
                 cooldown: e.cooldown,
                 backoff: Backoff::new(
@@ -348,6 +387,30 @@ impl Validate for RawConfig {
                 retention: e.retention,
             },
         })
+    }
+}
+
+/// Checks the Gitea section: an http(s) URL and a non-zero timeout.
+fn check_gitea(g: RawGitea, errs: &mut Vec<ConfigError>) -> GiteaConfig {
+    if let Err(e) = reqwest::Url::parse(&g.url)
+        .map_err(|e| e.to_string())
+        .and_then(|u| {
+            if matches!(u.scheme(), "http" | "https") {
+                Ok(())
+            } else {
+                Err(format!("{u}: scheme must be http or https"))
+            }
+        })
+    {
+        errs.push(ConfigError::new("gitea.url", e));
+    }
+    if g.timeout.is_zero() {
+        errs.push(ConfigError::new("gitea.timeout", "must be above zero"));
+    }
+    GiteaConfig {
+        url: g.url,
+        token_file: g.token_file,
+        timeout: g.timeout,
     }
 }
 
@@ -566,6 +629,21 @@ notify: {url: 'ftp://x', timeout: 0s}
             ["evidence_file", "notify.url", "notify.timeout"],
             "{err}"
         );
+        let c = yaml(
+            "gitea: {url: 'https://git.example', token_file: /run/gitea-token}
+runbook_files: [/etc/sre/runbooks/openbao-sealed.yaml]
+",
+            &[],
+        )
+        .expect("valid");
+        assert_eq!(
+            c.gitea.as_ref().map(|g| (g.url.as_str(), g.timeout)),
+            Some(("https://git.example", Duration::from_secs(10)))
+        );
+        assert_eq!(c.runbook_files.len(), 1);
+        let err = yaml("gitea: {url: 'ftp://g', timeout: 0s}\n", &[]).expect_err("invalid");
+        let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["gitea.url", "gitea.timeout"], "{err}");
         let err = yaml(
             "executors: docker
 ",

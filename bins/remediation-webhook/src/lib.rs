@@ -4,5 +4,6 @@
 #![deny(missing_docs)]
 
 pub mod config;
+pub mod gitea;
 pub mod notify;
 pub mod server;

@@ -7,8 +7,9 @@
 use anyhow::Context as _;
 use clap::Parser;
 use remediation_webhook::config::{
-    BearerToken, Config, ENV_PREFIX, ExecutorKind, RawConfig, TOKEN_ENV,
+    BearerToken, Config, ENV_PREFIX, ExecutorKind, GITEA_TOKEN_ENV, RawConfig, TOKEN_ENV,
 };
+use remediation_webhook::gitea::GiteaDispatcher;
 use remediation_webhook::notify::HttpNotifier;
 use remediation_webhook::server::{AppState, Ports, Settings, TokioSleeper, Verifier, start};
 use sre_adapter_kube::KubeWorkloads;
@@ -20,6 +21,7 @@ use sre_core::evidence::{EvidenceSink, FileEvidenceLog};
 use sre_core::telemetry::{self, LogFormat};
 use sre_remediation::execute::Executors;
 use sre_remediation::rules::RuleSet;
+use sre_remediation::runbook::Runbook;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
@@ -105,10 +107,18 @@ fn read_token(cfg: &Config) -> anyhow::Result<BearerToken> {
 }
 
 fn read_rules(cfg: &Config) -> anyhow::Result<RuleSet> {
-    match &cfg.rules_file {
-        Some(p) => Ok(RuleSet::load(&Source::File(p.clone()))?),
-        None => Ok(RuleSet::builtin()?),
+    let mut rules = match &cfg.rules_file {
+        Some(p) => RuleSet::load(&Source::File(p.clone()))?,
+        None => RuleSet::builtin()?,
+    };
+    // Later files go ahead of earlier ones, and every Runbook ahead of the rule set.
+    for p in &cfg.runbook_files {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("runbook_files: {}", p.display()))?;
+        let rb = Runbook::parse(&p.display().to_string(), &text, &rules)?;
+        rules = rules.overridden_by(rb.rules());
     }
+    Ok(rules)
 }
 
 #[tokio::main]
@@ -186,6 +196,15 @@ async fn executors(cfg: &Config, clock: &Arc<dyn Clock>) -> anyhow::Result<Execu
     }
     if let Some(n) = &cfg.notify {
         ex.notifier = Some(Arc::new(HttpNotifier::new(&n.url, n.timeout)?));
+    }
+    if let Some(g) = &cfg.gitea {
+        let token = match &g.token_file {
+            Some(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("gitea.token_file {}", p.display()))?,
+            None => std::env::var(GITEA_TOKEN_ENV)
+                .with_context(|| format!("gitea: set {GITEA_TOKEN_ENV} or gitea.token_file"))?,
+        };
+        ex.workflows = Some(Arc::new(GiteaDispatcher::new(&g.url, &token, g.timeout)?));
     }
     Ok(ex)
 }

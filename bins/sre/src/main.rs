@@ -5,6 +5,7 @@ mod drill;
 mod failover;
 #[cfg(feature = "rotation")]
 mod rotation;
+mod runbook;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -28,6 +29,8 @@ enum Command {
     /// Secret rotation: status table, rotate one secret now, approve a request.
     #[cfg(feature = "rotation")]
     Rotation(rotation::RotationArgs),
+    /// Runbook CRDs offline: print the CRD, validate a Runbook, plan one (`--dry-run`).
+    Runbook(runbook::RunbookArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +47,7 @@ fn main() -> ExitCode {
         Command::Failover(args) => failover::run(&args),
         #[cfg(feature = "rotation")]
         Command::Rotation(args) => rotation::run(&args),
+        Command::Runbook(args) => runbook::run(&args),
         Command::Doctor => {
             println!("failover      {}", sre_failover::STATUS);
             ExitCode::SUCCESS

@@ -11,6 +11,7 @@
 use async_trait::async_trait;
 use serde::Serialize;
 use sre_core::PortError;
+use std::collections::BTreeMap;
 use std::fmt;
 
 use crate::rules::Target;
@@ -257,6 +258,22 @@ pub trait Notifier: Send + Sync {
         &self,
         channel: &str,
         message: &str,
+        mode: Mode,
+    ) -> Result<ActionOutcome, PortError>;
+}
+
+/// CI workflows started on behalf of an alert (Gitea Actions `workflow_dispatch`).
+#[async_trait]
+pub trait WorkflowDispatch: Send + Sync {
+    /// Starts `workflow` of `owner/repo` on `git_ref` with `inputs`; a dry run only says
+    /// what it would start, because Gitea has no dry-run for dispatches.
+    async fn dispatch(
+        &self,
+        owner: &str,
+        repo: &str,
+        workflow: &str,
+        git_ref: &str,
+        inputs: &BTreeMap<String, String>,
         mode: Mode,
     ) -> Result<ActionOutcome, PortError>;
 }

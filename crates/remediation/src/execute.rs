@@ -5,6 +5,7 @@
 //! Action kinds that have no executor yet map to [`ExecError::NotSupported`]: the run
 //! record then says so, instead of reporting an action as done that nobody carried out.
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde::Serialize;
@@ -12,10 +13,11 @@ use sre_core::PortError;
 use thiserror::Error;
 
 use crate::actions::{
-    ActionOutcome, Certificates, EvictScope, Mode, Notifier, WorkloadKind, WorkloadRef, Workloads,
+    ActionOutcome, Certificates, EvictScope, Mode, Notifier, WorkflowDispatch, WorkloadKind,
+    WorkloadRef, Workloads,
 };
 use crate::plan::{PlanEntry, Verdict};
-use crate::rules::{ActionSpec, Target};
+use crate::rules::{ActionSpec, DispatchSpec, Target};
 
 /// How a replica count moves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -90,6 +92,19 @@ pub enum Call {
         namespace: String,
         /// Certificate name.
         name: String,
+    },
+    /// A Gitea Actions `workflow_dispatch`.
+    DispatchWorkflow {
+        /// Repository owner.
+        owner: String,
+        /// Repository name.
+        repo: String,
+        /// Workflow file name or id.
+        workflow: String,
+        /// Branch or tag.
+        git_ref: String,
+        /// The alert's labels.
+        inputs: BTreeMap<String, String>,
     },
     /// A message to people.
     Notify {
@@ -296,11 +311,31 @@ pub fn call_for(
                 }
             }
         }
+        ActionSpec::DispatchWorkflow(d) => dispatch_call(d)?,
         ActionSpec::Notify { channel } => Call::Notify {
             channel: channel.as_str().to_owned(),
             message: message.to_owned(),
         },
         other => return Err(ExecError::NotSupported(other.kind().to_owned())),
+    })
+}
+
+/// The dispatch of a rule applied to an alert (its templates filled, its inputs set).
+fn dispatch_call(d: &DispatchSpec) -> Result<Call, ExecError> {
+    let (owner, name) = d
+        .repo
+        .as_str()
+        .split_once('/')
+        .ok_or_else(|| ExecError::WrongTarget {
+            action: "dispatch_workflow",
+            target: d.repo.as_str().to_owned(),
+        })?;
+    Ok(Call::DispatchWorkflow {
+        owner: owner.to_owned(),
+        repo: name.to_owned(),
+        workflow: d.workflow.as_str().to_owned(),
+        git_ref: d.git_ref.as_str().to_owned(),
+        inputs: d.inputs.clone(),
     })
 }
 
@@ -314,6 +349,8 @@ pub struct Executors {
     pub certificates: Option<Arc<dyn Certificates>>,
     /// Notifications.
     pub notifier: Option<Arc<dyn Notifier>>,
+    /// Gitea Actions dispatches.
+    pub workflows: Option<Arc<dyn WorkflowDispatch>>,
 }
 
 impl std::fmt::Debug for Executors {
@@ -322,6 +359,7 @@ impl std::fmt::Debug for Executors {
             .field("workloads", &self.workloads.is_some())
             .field("certificates", &self.certificates.is_some())
             .field("notifier", &self.notifier.is_some())
+            .field("workflows", &self.workflows.is_some())
             .finish()
     }
 }
@@ -400,6 +438,17 @@ pub async fn execute(
                 "certificates",
             )?;
             Ok(c.renew_certificate(namespace, name, mode).await?)
+        }
+        Call::DispatchWorkflow {
+            owner,
+            repo,
+            workflow,
+            git_ref,
+            inputs,
+        } => {
+            let d = port(ports.workflows.as_ref(), "dispatch_workflow", "workflows")?;
+            Ok(d.dispatch(owner, repo, workflow, git_ref, inputs, mode)
+                .await?)
         }
         Call::Notify { channel, message } => {
             let n = port(ports.notifier.as_ref(), "notify", "notifier")?;
@@ -882,5 +931,61 @@ mod tests {
         execute(&note, &ex, Mode::DryRun).await.expect("dry");
         execute(&note, &ex, Mode::Apply).await.expect("notify");
         assert_eq!(notifier.sent(), [("ai-hub".to_owned(), "m".to_owned())]);
+    }
+
+    #[tokio::test]
+    async fn a_dispatch_rule_sends_the_alerts_labels_as_inputs() {
+        use crate::payload::Labels;
+        use crate::testing::FakeWorkflows;
+        let rules = RuleSet::load(&sre_core::config::Source::Text {
+            name: "t.yaml".into(),
+            text: "rules:\n- {name: gitops, alert: QuotaServiceDown, action: {kind: dispatch_workflow, \
+                   repo: 'acme/${service}-ops', workflow: failover.yml, ref: main}, \
+                   target: {kind: service, name: '${service}'}}\n"
+                .into(),
+            format: sre_core::config::Format::Yaml,
+        })
+        .unwrap_or_else(|e| panic!("{e}"));
+        let labels: Labels = [("alertname", "QuotaServiceDown"), ("service", "quota")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        let resolved = rules.rules()[0].resolve(&labels).expect("labels present");
+        let call = call_for(&resolved.action, Some(&resolved.target), "m").expect("a call");
+        assert_eq!(
+            call,
+            Call::DispatchWorkflow {
+                owner: "acme".into(),
+                repo: "quota-ops".into(),
+                workflow: "failover.yml".into(),
+                git_ref: "main".into(),
+                inputs: labels.clone(),
+            }
+        );
+        let fake = Arc::new(FakeWorkflows::default());
+        let ex = Executors {
+            workflows: Some(fake.clone()),
+            ..Executors::default()
+        };
+        let dry = execute(&call, &ex, Mode::DryRun).await.expect("dry run");
+        assert!(dry.dry_run && fake.started().is_empty());
+        execute(&call, &ex, Mode::Apply).await.expect("dispatched");
+        assert_eq!(fake.started()[0].inputs, labels);
+        assert!(matches!(
+            execute(&call, &Executors::default(), Mode::Apply).await,
+            Err(ExecError::NotConfigured {
+                port: "workflows",
+                ..
+            })
+        ));
+        let bad = RuleSet::load(&sre_core::config::Source::Text {
+            name: "t.yaml".into(),
+            text: "rules:\n- {name: g, alert: A, action: {kind: dispatch_workflow, repo: nope, \
+                   workflow: w.yml, ref: main, inputs: {a: b}}, target: {kind: service, name: x}}\n"
+                .into(),
+            format: sre_core::config::Format::Yaml,
+        })
+        .expect_err("inputs are not a rule parameter");
+        assert!(bad.to_string().contains("inputs"), "{bad}");
     }
 }

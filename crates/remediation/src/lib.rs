@@ -9,6 +9,7 @@ pub mod payload;
 pub mod plan;
 pub mod ports;
 pub mod rules;
+pub mod runbook;
 #[cfg(any(test, feature = "test-util"))]
 #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub mod testing;
@@ -17,6 +18,7 @@ pub mod verify;
 /// Where this crate stands, so that a caller (and `sre doctor`) can tell a partial
 /// capability from a complete one instead of guessing: `"partial"` while the payload
 /// model, rules, engine, verification, executors and the webhook's remediate -> verify ->
-/// rollback -> escalate loop work but some action kinds have no executor, no spend source
-/// feeds the budget gate and no Runbook CRD exists.
+/// rollback -> escalate loop, Runbook CRDs and Gitea dispatch work but some action kinds
+/// have no executor, no spend source feeds the budget gate and Runbook preconditions are
+/// not evaluated.
 pub const STATUS: &str = "partial";

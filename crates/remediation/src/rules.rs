@@ -46,7 +46,7 @@ impl Template {
     }
 
     /// Checks that every `${` is closed and names a label.
-    fn check(&self) -> Result<(), String> {
+    pub(crate) fn check(&self) -> Result<(), String> {
         let mut rest = self.0.as_str();
         while let Some(start) = rest.find("${") {
             let after = &rest[start + 2..];
@@ -221,11 +221,32 @@ pub enum ActionSpec {
         /// Give up (and escalate) after this many attempts.
         max_attempts: u32,
     },
+    /// Start a Gitea Actions workflow (`workflow_dispatch`) with the alert's labels as
+    /// its inputs: remediation that lives in a repository (`GitOps`) rather than here.
+    /// Boxed: the parameters are several times larger than any other action's.
+    DispatchWorkflow(Box<DispatchSpec>),
     /// Tell people; changes nothing in the cluster.
     Notify {
         /// Channel or team (templated from labels).
         channel: Template,
     },
+}
+
+/// The parameters of [`ActionSpec::DispatchWorkflow`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DispatchSpec {
+    /// `owner/name` of the repository (templated from labels).
+    pub repo: Template,
+    /// The workflow file (`remediate.yml`), templated from labels.
+    pub workflow: Template,
+    /// Branch or tag the workflow runs on.
+    #[serde(rename = "ref")]
+    pub git_ref: Template,
+    /// The alert's labels, filled in when the rule is applied to an alert; a rule file
+    /// cannot set them (they are not a rule parameter).
+    #[serde(default, skip_deserializing, skip_serializing_if = "Labels::is_empty")]
+    pub inputs: Labels,
 }
 
 /// Whether an action changes workloads (counted by the blast-radius limit).
@@ -257,6 +278,7 @@ impl ActionSpec {
             Self::RebuildIndex {} => "rebuild_index",
             Self::FailoverToBackup { .. } => "failover_to_backup",
             Self::RetryWithBackoff { .. } => "retry_with_backoff",
+            Self::DispatchWorkflow(_) => "dispatch_workflow",
             Self::Notify { .. } => "notify",
         }
     }
@@ -290,7 +312,7 @@ impl ActionSpec {
         matches!(self, Self::DeletePod {})
     }
 
-    fn check(&self, path: &str, errs: &mut Vec<ConfigError>) {
+    pub(crate) fn check(&self, path: &str, errs: &mut Vec<ConfigError>) {
         let mut need = |ok: bool, field: &str, msg: &str| {
             if !ok {
                 errs.push(ConfigError::new(format!("{path}.{field}"), msg));
@@ -323,6 +345,31 @@ impl ActionSpec {
                     errs.push(ConfigError::new(format!("{path}.channel"), m));
                 }
             }
+            Self::DispatchWorkflow(d) => {
+                let DispatchSpec {
+                    repo,
+                    workflow,
+                    git_ref,
+                    ..
+                } = &**d;
+                for (field, t) in [("repo", repo), ("workflow", workflow), ("ref", git_ref)] {
+                    if let Err(m) = t.check() {
+                        errs.push(ConfigError::new(format!("{path}.{field}"), m));
+                    } else if t.as_str().trim().is_empty() {
+                        errs.push(ConfigError::new(
+                            format!("{path}.{field}"),
+                            "must not be empty",
+                        ));
+                    }
+                }
+                let parts: Vec<&str> = repo.as_str().split('/').collect();
+                if parts.len() != 2 || parts.iter().any(|p| p.is_empty()) {
+                    errs.push(ConfigError::new(
+                        format!("{path}.repo"),
+                        format!("{:?}: expected owner/name", repo.as_str()),
+                    ));
+                }
+            }
             _ => {}
         }
     }
@@ -336,6 +383,12 @@ impl ActionSpec {
             Self::Notify { channel } => Self::Notify {
                 channel: Template(channel.render(labels)?),
             },
+            Self::DispatchWorkflow(d) => Self::DispatchWorkflow(Box::new(DispatchSpec {
+                repo: Template(d.repo.render(labels)?),
+                workflow: Template(d.workflow.render(labels)?),
+                git_ref: Template(d.git_ref.render(labels)?),
+                inputs: labels.clone(),
+            })),
             other => other.clone(),
         })
     }
@@ -403,26 +456,26 @@ pub struct VerifySpec {
 /// A rule as written in the rule file.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RawRule {
-    name: String,
-    alert: String,
+pub(crate) struct RawRule {
+    pub(crate) name: String,
+    pub(crate) alert: String,
     #[serde(default)]
-    matchers: Vec<String>,
-    action: ActionSpec,
-    target: TargetSpec,
+    pub(crate) matchers: Vec<String>,
+    pub(crate) action: ActionSpec,
+    pub(crate) target: TargetSpec,
     #[serde(default)]
-    verify: Option<VerifySpec>,
+    pub(crate) verify: Option<VerifySpec>,
     #[serde(default)]
-    rollback: Option<ActionSpec>,
+    pub(crate) rollback: Option<ActionSpec>,
     #[serde(default)]
-    escalate_to: Option<Template>,
+    pub(crate) escalate_to: Option<Template>,
 }
 
 /// A rule file as written (`rules: [...]`), before validation.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRuleSet {
-    rules: Vec<RawRule>,
+    pub(crate) rules: Vec<RawRule>,
 }
 
 /// One validated rule.
@@ -548,6 +601,16 @@ impl RuleSet {
     #[must_use]
     pub fn rules(&self) -> &[Rule] {
         &self.rules
+    }
+
+    /// `overrides` ahead of these rules: the first match wins, so a Runbook's rule for an
+    /// alert replaces the built-in one wherever its matchers hold, and extends the set
+    /// for alerts the built-ins do not know.
+    #[must_use]
+    pub fn overridden_by(&self, overrides: &RuleSet) -> RuleSet {
+        let mut rules = overrides.rules.clone();
+        rules.extend(self.rules.iter().cloned());
+        RuleSet { rules }
     }
 
     /// The first rule that handles `alert`, if any.

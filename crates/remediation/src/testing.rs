@@ -10,7 +10,8 @@ use async_trait::async_trait;
 use sre_core::PortError;
 
 use crate::actions::{
-    ActionOutcome, Certificates, EvictScope, Mode, Notifier, WorkloadKind, WorkloadRef, Workloads,
+    ActionOutcome, Certificates, EvictScope, Mode, Notifier, WorkflowDispatch, WorkloadKind,
+    WorkloadRef, Workloads,
 };
 
 /// One pod the fake evicts from.
@@ -397,6 +398,67 @@ impl Notifier for FakeNotifier {
             None,
             None,
             format!("notified {channel}"),
+        ))
+    }
+}
+
+/// One dispatch the fake recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dispatched {
+    /// `owner/repo`.
+    pub repo: String,
+    /// The workflow file.
+    pub workflow: String,
+    /// Branch or tag.
+    pub git_ref: String,
+    /// The inputs sent.
+    pub inputs: BTreeMap<String, String>,
+}
+
+/// A fake [`WorkflowDispatch`] that records what it started (dry runs are not).
+#[derive(Debug, Default)]
+pub struct FakeWorkflows {
+    started: Mutex<Vec<Dispatched>>,
+}
+
+impl FakeWorkflows {
+    /// The dispatches, in order.
+    #[must_use]
+    pub fn started(&self) -> Vec<Dispatched> {
+        self.started
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl WorkflowDispatch for FakeWorkflows {
+    async fn dispatch(
+        &self,
+        owner: &str,
+        repo: &str,
+        workflow: &str,
+        git_ref: &str,
+        inputs: &BTreeMap<String, String>,
+        mode: Mode,
+    ) -> Result<ActionOutcome, PortError> {
+        if !mode.is_dry_run() {
+            self.started
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(Dispatched {
+                    repo: format!("{owner}/{repo}"),
+                    workflow: workflow.into(),
+                    git_ref: git_ref.into(),
+                    inputs: inputs.clone(),
+                });
+        }
+        Ok(ActionOutcome::changed(
+            mode,
+            None,
+            None,
+            format!("dispatched {workflow} of {owner}/{repo} on {git_ref}"),
         ))
     }
 }
