@@ -7,3 +7,4 @@ pub mod config;
 pub mod gitea;
 pub mod notify;
 pub mod server;
+pub mod wiring;

@@ -1,0 +1,127 @@
+//! Wiring for the binary: reading the token and the rules, and building the ports the
+//! config names (kube executors, Prometheus verifier, HTTP notifier, Gitea, evidence).
+//! Kept out of `main.rs` so that the entry point stays a short list of steps.
+
+use crate::config::{BearerToken, Config, ExecutorKind, GITEA_TOKEN_ENV, TOKEN_ENV};
+use crate::gitea::GiteaDispatcher;
+use crate::notify::HttpNotifier;
+use crate::server::{Ports, Settings, TokioSleeper, Verifier};
+use anyhow::Context as _;
+use sre_adapter_kube::KubeWorkloads;
+use sre_adapter_prometheus::PrometheusClient;
+use sre_core::config::Source;
+use sre_core::evidence::{EvidenceSink, FileEvidenceLog};
+use sre_core::{Clock, SystemClock};
+use sre_remediation::execute::Executors;
+use sre_remediation::rules::RuleSet;
+use sre_remediation::runbook::Runbook;
+use std::sync::Arc;
+
+/// Reads the bearer token from `token_file` or the environment.
+pub fn read_token(cfg: &Config) -> anyhow::Result<BearerToken> {
+    let text = match &cfg.token_file {
+        Some(p) => {
+            std::fs::read_to_string(p).with_context(|| format!("token_file {}", p.display()))?
+        }
+        None => std::env::var(TOKEN_ENV)
+            .with_context(|| format!("no bearer token: set {TOKEN_ENV} or token_file"))?,
+    };
+    BearerToken::new(&text).context("the bearer token is empty")
+}
+
+/// The built-in rules (or `rules_file`), with every Runbook file ahead of them.
+pub fn read_rules(cfg: &Config) -> anyhow::Result<RuleSet> {
+    let mut rules = match &cfg.rules_file {
+        Some(p) => RuleSet::load(&Source::File(p.clone()))?,
+        None => RuleSet::builtin()?,
+    };
+    // Later files go ahead of earlier ones, and every Runbook ahead of the rule set.
+    for p in &cfg.runbook_files {
+        let text = std::fs::read_to_string(p)
+            .with_context(|| format!("runbook_files: {}", p.display()))?;
+        let rb = Runbook::parse(&p.display().to_string(), &text, &rules)?;
+        rules = rules.overridden_by(rb.rules());
+    }
+    Ok(rules)
+}
+
+/// The server settings the config asks for.
+#[must_use]
+pub fn settings(cfg: &Config, token: BearerToken) -> Settings {
+    Settings {
+        token,
+        policy: cfg.policy,
+        dry_run: cfg.dry_run,
+        max_body_bytes: cfg.max_body_bytes,
+        queue_capacity: cfg.queue_capacity,
+        runs_kept: cfg.runs_kept,
+    }
+}
+
+/// Every port the config names: verifier, executors, evidence.
+pub async fn ports(cfg: &Config) -> anyhow::Result<Ports> {
+    let verifier = match &cfg.verify.prometheus_url {
+        Some(url) => Some(Verifier {
+            query: Arc::new(PrometheusClient::new(url, cfg.verify.query_timeout)?),
+            sleeper: Arc::new(TokioSleeper),
+            interval: cfg.verify.interval,
+        }),
+        None => None,
+    };
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let executors = executors(cfg, &clock).await?;
+    let evidence: Option<Arc<dyn EvidenceSink>> = match &cfg.evidence_file {
+        Some(p) => Some(Arc::new(
+            FileEvidenceLog::open(p).with_context(|| format!("evidence_file {}", p.display()))?,
+        )),
+        None => None,
+    };
+    Ok(Ports {
+        clock,
+        verifier,
+        executors,
+        evidence,
+    })
+}
+
+/// `executors: kube` without a reachable cluster configuration: exit 69 (unavailable).
+#[derive(Debug)]
+pub struct ClusterUnavailable(pub String);
+
+impl std::fmt::Display for ClusterUnavailable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "executors: kube needs a Kubernetes API server: {} (in a pod: the service account; elsewhere: KUBECONFIG or ~/.kube/config)",
+            self.0
+        )
+    }
+}
+
+impl std::error::Error for ClusterUnavailable {}
+
+/// The executors the config names, plus the HTTP notifier when one is configured.
+pub async fn executors(cfg: &Config, clock: &Arc<dyn Clock>) -> anyhow::Result<Executors> {
+    let mut ex = Executors::default();
+    if cfg.executors == ExecutorKind::Kube {
+        let client = kube::Client::try_default()
+            .await
+            .map_err(|e| ClusterUnavailable(e.to_string()))?;
+        let kube = Arc::new(KubeWorkloads::new(client, clock.clone()));
+        ex.workloads = Some(kube.clone());
+        ex.certificates = Some(kube);
+    }
+    if let Some(n) = &cfg.notify {
+        ex.notifier = Some(Arc::new(HttpNotifier::new(&n.url, n.timeout)?));
+    }
+    if let Some(g) = &cfg.gitea {
+        let token = match &g.token_file {
+            Some(p) => std::fs::read_to_string(p)
+                .with_context(|| format!("gitea.token_file {}", p.display()))?,
+            None => std::env::var(GITEA_TOKEN_ENV)
+                .with_context(|| format!("gitea: set {GITEA_TOKEN_ENV} or gitea.token_file"))?,
+        };
+        ex.workflows = Some(Arc::new(GiteaDispatcher::new(&g.url, &token, g.timeout)?));
+    }
+    Ok(ex)
+}
