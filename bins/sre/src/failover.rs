@@ -57,11 +57,12 @@ fn call(
         .trim_end_matches('/');
     let mut s = TcpStream::connect(host)?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(
-        s,
+    // One write of the whole request: `write!` on a socket sends each piece separately.
+    let request = format!(
         "{method} {path} HTTP/1.1\r\nHost: {host}\r\nAuthorization: Bearer {token}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
         body.len()
-    )?;
+    );
+    s.write_all(request.as_bytes())?;
     let mut raw = Vec::new();
     s.take(1 << 20).read_to_end(&mut raw)?;
     let text = String::from_utf8_lossy(&raw);
@@ -164,10 +165,31 @@ mod tests {
             let Ok((mut s, _)) = l.accept() else {
                 return String::new();
             };
+            // Read the whole request (headers + Content-Length body) before replying:
+            // closing with unread bytes would reset the connection under the client.
+            let mut req = Vec::new();
             let mut buf = [0u8; 4096];
-            let n = s.read(&mut buf).unwrap_or(0);
+            loop {
+                let n = s.read(&mut buf).unwrap_or(0);
+                req.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&req);
+                let complete = text.split_once("\r\n\r\n").is_some_and(|(head, body)| {
+                    let len = head
+                        .lines()
+                        .find_map(|l| {
+                            l.to_ascii_lowercase()
+                                .strip_prefix("content-length:")
+                                .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    body.len() >= len
+                });
+                if n == 0 || complete {
+                    break;
+                }
+            }
             let _ = s.write_all(reply.as_bytes());
-            String::from_utf8_lossy(&buf[..n]).into_owned()
+            String::from_utf8_lossy(&req).into_owned()
         });
         (format!("http://{addr}"), h)
     }
