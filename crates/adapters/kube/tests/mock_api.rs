@@ -2,7 +2,7 @@
 //! exact requests (method, path, query, JSON body) it expects and replies with API shapes
 //! as the API server sends them. Each runs under a 1-second timeout, so a missing call or
 //! an unexpected extra one (for example a write that should have been refused) fails fast.
-//! The `#[ignore]`d tests run against a real cluster. The `remediation` scenarios drive
+//! The ignored tests run against a real cluster. The `remediation` scenarios drive
 //! `KubeWorkloads` (scale, restart, rollback, evict, vLLM batch size, cert renewal) the same way.
 
 use std::future::Future;

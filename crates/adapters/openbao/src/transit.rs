@@ -5,6 +5,7 @@
 use crate::client;
 use crate::config::BaoConfig;
 use crate::error::{Error, Failure};
+use crate::keyring::base64;
 use sre_core::PortError;
 use std::fmt;
 use vaultrs::api::transit::KeyType;
@@ -39,28 +40,6 @@ impl fmt::Debug for BaoTransit {
             .field("mount", &self.mount)
             .finish_non_exhaustive()
     }
-}
-
-/// Standard base64 with padding, as transit expects its `input`.
-fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let b = [
-            chunk[0],
-            chunk.get(1).copied().unwrap_or(0),
-            chunk.get(2).copied().unwrap_or(0),
-        ];
-        let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(ALPHABET[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
-            }
-        }
-    }
-    out
 }
 
 /// The key version a transit signature was made with (`vault:v3:...` -> 3).
