@@ -4,16 +4,32 @@
 //! the cost of the webhook's own request path (auth, size limit, payload validation,
 //! queueing) on this machine. Bounded: `--duration` per server (default 10 s).
 //!
+//! Then the alerting path, timed the way an operator sees it: a Prometheus and an
+//! Alertmanager of the bench's own (1 s scrape and evaluation, `group_wait: 1s`) scrape a
+//! metric the bench serves; each of `--rounds` rounds raises it for a new deployment, so
+//! every round is a new alert, and waits until the webhook's `/runs` shows the scale-up
+//! executed. Printed: flip -> action recorded, and the alert's `startsAt` (when Prometheus
+//! fired it) -> action recorded, min/median/max.
+//!
 //! Numbers, never assertions: a benchmark reports, tests do not time anything.
 
+use std::fmt::Write as _;
 use std::fs;
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::probe;
 use crate::util::{Context, Result, cargo, euid, run_inherit, run_logged, which, workspace_root};
 
-const USAGE: &str = "usage: cargo xtask bench remediation [--duration SECS] [--connections N]";
+const USAGE: &str =
+    "usage: cargo xtask bench remediation [--duration SECS] [--connections N] [--rounds N]";
+
+/// The alert the bench's Prometheus rule raises (the `firing` bench server acts on it).
+const FLIP_ALERT: &str = "SreBenchFlip";
 
 /// One wrk run's headline numbers.
 #[derive(Debug, Clone, PartialEq)]
@@ -110,9 +126,10 @@ impl Drop for Server {
     }
 }
 
-fn start_server(bin: &Path, mode: &str, token: &str) -> Result<Server> {
+fn start_server(bin: &Path, mode: &str, args: &[&str]) -> Result<Server> {
     let mut child = Command::new(bin)
-        .args([mode, token])
+        .arg(mode)
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::inherit())
         .spawn()
@@ -176,6 +193,7 @@ fn flag(args: &[String], name: &str, default: u64) -> Result<u64> {
 pub fn remediation(args: &[String]) -> Result<i32> {
     let secs = flag(args, "--duration", 10)?;
     let conns = flag(args, "--connections", 32)?;
+    let rounds = flag(args, "--rounds", 5)?;
     let root = workspace_root();
     let dir = root.join("target/bench");
     fs::create_dir_all(&dir).ctx("creating target/bench")?;
@@ -205,7 +223,7 @@ pub fn remediation(args: &[String]) -> Result<i32> {
     );
     let mut results = Vec::new();
     for mode in ["bare", "webhook"] {
-        let server = start_server(&bin, mode, &token)?;
+        let server = start_server(&bin, mode, &[&token])?;
         let r = run_wrk(
             &wrk,
             &script,
@@ -233,7 +251,353 @@ pub fn remediation(args: &[String]) -> Result<i32> {
             );
         }
     }
+    firing_to_action(&bin, &token, rounds, &dir.join("alerting"))?;
     Ok(0)
+}
+
+/// A child process (Prometheus, Alertmanager) killed and reaped when dropped.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// A port that was free a moment ago (the child binds it next).
+fn free_port() -> Result<u16> {
+    TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .ctx("finding a free port")
+}
+
+/// Starts `bin` with its output in `dir/name.log` and waits (up to 60 s) for `/-/ready`.
+fn start_ready(name: &str, bin: &Path, args: &[String], dir: &Path, port: u16) -> Result<Guard> {
+    let log = dir.join(format!("{name}.log"));
+    let out = fs::File::create(&log).ctx(format!("creating {}", log.display()))?;
+    let err = out.try_clone().ctx("log file")?;
+    let mut guard = Guard(
+        Command::new(bin)
+            .args(args)
+            .current_dir(dir)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .ctx(format!("starting {}", bin.display()))?,
+    );
+    let deadline = Instant::now() + Duration::from_mins(1);
+    while Instant::now() < deadline {
+        if let Ok(Some(status)) = guard.0.try_wait() {
+            return Err(format!(
+                "{name} exited ({status}):\n{}",
+                crate::util::tail(&log, 20)
+            ));
+        }
+        if probe::http_status(port, "/-/ready") == Some(200) {
+            return Ok(guard);
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    drop(guard);
+    Err(format!(
+        "{name} not ready within 60 s:\n{}",
+        crate::util::tail(&log, 20)
+    ))
+}
+
+/// The body of `GET path` on 127.0.0.1:port when it answers 200 (HTTP/1.0: the server
+/// closes after the response, so the body is everything after the head).
+fn http_get(port: u16, path: &str, token: Option<&str>) -> Option<String> {
+    let mut stream = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    let req = format!("GET {path} HTTP/1.0\r\nHost: 127.0.0.1:{port}\r\n{auth}\r\n");
+    stream.write_all(req.as_bytes()).ok()?;
+    let mut buf = Vec::new();
+    stream.read_to_end(&mut buf).ok()?;
+    let text = String::from_utf8(buf).ok()?;
+    let (head, body) = text.split_once("\r\n\r\n")?;
+    (probe::parse_status_line(head.as_bytes()) == Some(200)).then(|| body.to_owned())
+}
+
+/// Serves `text` as `/metrics` (any path, in fact) on an ephemeral loopback port from a
+/// thread that lives as long as the bench; returns the port.
+fn serve_metrics(text: Arc<Mutex<String>>) -> Result<u16> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).ctx("binding the exporter")?;
+    let port = listener.local_addr().ctx("exporter address")?.port();
+    std::thread::spawn(move || {
+        for mut stream in listener.incoming().flatten() {
+            let _ = stream.set_read_timeout(Some(Duration::from_secs(2)));
+            let mut head = Vec::new();
+            let mut chunk = [0_u8; 1024];
+            while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 16 * 1024 {
+                match stream.read(&mut chunk) {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => head.extend_from_slice(&chunk[..n]),
+                }
+            }
+            let body = text.lock().unwrap_or_else(PoisonError::into_inner).clone();
+            let _ = write!(
+                stream,
+                "HTTP/1.1 200 OK\r\nContent-Type: text/plain; version=0.0.4\r\n\
+                 Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                body.len()
+            );
+        }
+    });
+    Ok(port)
+}
+
+/// The exporter's text: `sre_bench_flip` per round deployment, 1 for `high`, else 0.
+fn flip_metrics(rounds: u64, high: Option<u64>) -> String {
+    let mut out = String::from("# TYPE sre_bench_flip gauge\n");
+    for r in 1..=rounds {
+        let v = u8::from(high == Some(r));
+        let _ = writeln!(
+            out,
+            "sre_bench_flip{{namespace=\"bench\",deployment=\"round-{r}\"}} {v}"
+        );
+    }
+    out
+}
+
+/// Prometheus: 1 s scrape and evaluation of the exporter, one rule, our Alertmanager.
+fn bench_prometheus_yml(exporter_port: u16, am_port: u16, rules: &Path) -> String {
+    format!(
+        "global: {{scrape_interval: 1s, evaluation_interval: 1s}}
+rule_files: ['{rules}']
+alerting:
+  alertmanagers:
+    - static_configs: [{{targets: ['127.0.0.1:{am_port}']}}]
+scrape_configs:
+  - job_name: bench
+    honor_labels: true
+    static_configs: [{{targets: ['127.0.0.1:{exporter_port}']}}]
+",
+        rules = rules.display()
+    )
+}
+
+/// The rule: `sre_bench_flip == 1` fires at once.
+fn bench_rules() -> String {
+    format!(
+        "groups:
+  - name: bench
+    rules:
+      - alert: {FLIP_ALERT}
+        expr: sre_bench_flip == 1
+        for: 0s
+"
+    )
+}
+
+/// Alertmanager: one group per deployment (a new alert each round), posted after 1 s.
+fn bench_alertmanager_yml(webhook: &str, token: &str) -> String {
+    format!(
+        "route:
+  receiver: webhook
+  group_by: [alertname, deployment]
+  group_wait: 1s
+  group_interval: 1s
+  repeat_interval: 1h
+receivers:
+  - name: webhook
+    webhook_configs:
+      - url: http://{webhook}/webhook/alertmanager
+        send_resolved: true
+        http_config:
+          authorization: {{type: Bearer, credentials: {token}}}
+"
+    )
+}
+
+/// Whether `/runs` shows the scale-up of `deployment` executed.
+fn action_recorded(runs: &serde_json::Value, deployment: &str) -> bool {
+    runs["runs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|r| r["plan"].as_array().into_iter().flatten())
+        .any(|e| {
+            e["alertname"] == FLIP_ALERT
+                && e["target"]["name"] == deployment
+                && e["execution"]["result"] == "executed"
+        })
+}
+
+/// `startsAt` (RFC 3339, as Alertmanager's v2 API gives it) of the alert for `deployment`,
+/// in seconds since the epoch.
+fn starts_at(alerts: &serde_json::Value, deployment: &str) -> Option<f64> {
+    let a = alerts
+        .as_array()?
+        .iter()
+        .find(|a| a["labels"]["deployment"] == deployment)?;
+    parse_rfc3339(a["startsAt"].as_str()?)
+}
+
+/// `2024-05-01T12:00:00.123456789Z` (UTC only, as Alertmanager writes it) to seconds since
+/// the epoch; days from the civil date (Howard Hinnant's algorithm).
+fn parse_rfc3339(s: &str) -> Option<f64> {
+    let s = s.strip_suffix('Z')?;
+    let (date, time) = s.split_once('T')?;
+    let mut ymd = date.splitn(3, '-').map(str::parse::<i64>);
+    let (year, month, day) = (ymd.next()?.ok()?, ymd.next()?.ok()?, ymd.next()?.ok()?);
+    let mut hms = time.splitn(3, ':');
+    let hour = hms.next()?.parse::<i64>().ok()?;
+    let minute = hms.next()?.parse::<i64>().ok()?;
+    let second = hms.next()?.parse::<f64>().ok()?;
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let yoe = year - era * 400;
+    let doy = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    #[allow(clippy::cast_precision_loss)]
+    let whole = (days * 86_400 + hour * 3600 + minute * 60) as f64;
+    Some(whole + second)
+}
+
+fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// `min / median / max` of `xs` in milliseconds.
+fn summary(xs: &mut [f64]) -> String {
+    xs.sort_by(f64::total_cmp);
+    match (xs.first(), xs.get(xs.len() / 2), xs.last()) {
+        (Some(lo), Some(mid), Some(hi)) => {
+            format!("min {lo:>7.0} ms   median {mid:>7.0} ms   max {hi:>7.0} ms")
+        }
+        _ => "no samples".into(),
+    }
+}
+
+/// Alertmanager posting to `webhook` (`host:port`), then Prometheus scraping the
+/// exporter on `exporter`; returns Alertmanager's port and both guards.
+fn start_alerting(
+    exporter: u16,
+    webhook: &str,
+    token: &str,
+    dir: &Path,
+) -> Result<(u16, [Guard; 2])> {
+    let prometheus = which("prometheus", &[])
+        .ok_or("prometheus not on PATH: `cargo xtask services up` installs it")?;
+    let alertmanager = which("prometheus-alertmanager", &[])
+        .or_else(|| which("alertmanager", &[]))
+        .ok_or("alertmanager not on PATH: `cargo xtask services up` installs it")?;
+    let am_port = free_port()?;
+    let am_conf = dir.join("alertmanager.yml");
+    fs::write(&am_conf, bench_alertmanager_yml(webhook, token)).ctx("alertmanager.yml")?;
+    let am = start_ready(
+        "alertmanager",
+        &alertmanager,
+        &[
+            format!("--config.file={}", am_conf.display()),
+            format!("--storage.path={}", dir.join("am-data").display()),
+            format!("--web.listen-address=127.0.0.1:{am_port}"),
+            "--cluster.listen-address=".into(),
+        ],
+        dir,
+        am_port,
+    )?;
+    let prom_port = free_port()?;
+    let rules = dir.join("rules.yml");
+    fs::write(&rules, bench_rules()).ctx("rules.yml")?;
+    let prom_conf = dir.join("prometheus.yml");
+    fs::write(&prom_conf, bench_prometheus_yml(exporter, am_port, &rules)).ctx("prometheus.yml")?;
+    let prom = start_ready(
+        "prometheus",
+        &prometheus,
+        &[
+            format!("--config.file={}", prom_conf.display()),
+            format!("--storage.tsdb.path={}", dir.join("prom-data").display()),
+            format!("--web.listen-address=127.0.0.1:{prom_port}"),
+            "--rules.alert.resend-delay=1s".into(),
+        ],
+        dir,
+        prom_port,
+    )?;
+    Ok((am_port, [am, prom]))
+}
+
+/// Rule firing -> action recorded, over `rounds` new alerts (see the module doc).
+fn firing_to_action(bin: &Path, token: &str, rounds: u64, dir: &Path) -> Result<()> {
+    if dir.exists() {
+        fs::remove_dir_all(dir).ctx(format!("clearing {}", dir.display()))?;
+    }
+    fs::create_dir_all(dir).ctx(format!("creating {}", dir.display()))?;
+    let text = Arc::new(Mutex::new(flip_metrics(rounds, None)));
+    let exporter = serve_metrics(text.clone())?;
+    let rounds_arg = rounds.to_string();
+    let hook = start_server(bin, "firing", &[token, &rounds_arg])?;
+    let hook_port: u16 = hook
+        .addr
+        .rsplit(':')
+        .next()
+        .and_then(|p| p.parse().ok())
+        .ok_or_else(|| format!("bench server address {:?}", hook.addr))?;
+
+    let (am_port, _stack) = start_alerting(exporter, &hook.addr, token, dir)?;
+    // Let the first scrape see every series low, so that round 1 is a flip too.
+    std::thread::sleep(Duration::from_secs(2));
+
+    println!(
+        "alerting: Prometheus (1 s scrape/eval, `for: 0s`) -> Alertmanager (group_wait 1s) -> \
+         webhook, {rounds} rounds, a new alert each"
+    );
+    let (mut from_flip, mut from_start) = (Vec::new(), Vec::new());
+    for r in 1..=rounds {
+        let deployment = format!("round-{r}");
+        *text.lock().unwrap_or_else(PoisonError::into_inner) = flip_metrics(rounds, Some(r));
+        let flipped = now_secs();
+        let deadline = Instant::now() + Duration::from_mins(1);
+        let recorded = loop {
+            let runs = http_get(hook_port, "/runs", Some(token))
+                .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok());
+            if runs.is_some_and(|v| action_recorded(&v, &deployment)) {
+                break now_secs();
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "round {r}: no action recorded within 60 s (logs in {})",
+                    dir.display()
+                ));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        };
+        let fired = http_get(am_port, "/api/v2/alerts", None)
+            .and_then(|b| serde_json::from_str::<serde_json::Value>(&b).ok())
+            .and_then(|v| starts_at(&v, &deployment));
+        from_flip.push((recorded - flipped) * 1000.0);
+        if let Some(f) = fired {
+            from_start.push((recorded - f) * 1000.0);
+        }
+        println!(
+            "round {r}: flip -> recorded {:>6.0} ms, startsAt -> recorded {}",
+            (recorded - flipped) * 1000.0,
+            fired.map_or_else(
+                || "?".into(),
+                |f| format!("{:.0} ms", (recorded - f) * 1000.0)
+            )
+        );
+    }
+    *text.lock().unwrap_or_else(PoisonError::into_inner) = flip_metrics(rounds, None);
+    println!(
+        "metric flip      -> action recorded: {}",
+        summary(&mut from_flip)
+    );
+    println!(
+        "alert startsAt   -> action recorded: {}",
+        summary(&mut from_start)
+    );
+    Ok(())
 }
 
 #[cfg(test)]
@@ -271,6 +635,43 @@ Transfer/sec:     10.00MB
         assert_eq!(parse_latency_ms("1.50s"), Some(1500.0));
         assert_eq!(parse_latency_ms("7"), None);
         assert_eq!(parse_wrk("garbage"), None);
+    }
+
+    #[test]
+    fn alerting_timings_read_runs_and_alertmanager_alerts() {
+        assert_eq!(parse_rfc3339("1970-01-01T00:00:01.5Z"), Some(1.5));
+        assert_eq!(
+            parse_rfc3339("2024-03-01T12:00:00Z"),
+            Some(1_709_294_400.0),
+            "after a leap day"
+        );
+        assert_eq!(parse_rfc3339("2024-03-01T12:00:00+02:00"), None);
+        let alerts = serde_json::json!([
+            {"labels": {"deployment": "round-2"}, "startsAt": "1970-01-01T00:00:10Z"},
+            {"labels": {"deployment": "round-1"}, "startsAt": "1970-01-01T00:00:05.25Z"}
+        ]);
+        assert_eq!(starts_at(&alerts, "round-1"), Some(5.25));
+        assert_eq!(starts_at(&alerts, "round-3"), None);
+        let runs = serde_json::json!({"runs": [{"plan": [
+            {"alertname": FLIP_ALERT, "target": {"name": "round-1"},
+             "execution": {"result": "executed"}},
+            {"alertname": FLIP_ALERT, "target": {"name": "round-2"}}
+        ]}]});
+        assert!(action_recorded(&runs, "round-1"));
+        assert!(
+            !action_recorded(&runs, "round-2"),
+            "planned, not yet executed"
+        );
+        let text = flip_metrics(2, Some(2));
+        assert!(text.contains(r#"sre_bench_flip{namespace="bench",deployment="round-1"} 0"#));
+        assert!(text.contains(r#"sre_bench_flip{namespace="bench",deployment="round-2"} 1"#));
+        let mut xs = [3.0, 1.0, 2.0];
+        assert_eq!(
+            summary(&mut xs),
+            "min       1 ms   median       2 ms   max       3 ms"
+        );
+        assert!(bench_alertmanager_yml("127.0.0.1:9", "t0k").contains("credentials: t0k"));
+        assert!(bench_prometheus_yml(7, 8, Path::new("/r.yml")).contains("'127.0.0.1:7'"));
     }
 
     #[test]

@@ -77,6 +77,12 @@ const NEEDS: &[Need] = &[
         package: "unbound",
         pip: false,
     },
+    // The JetStream adapter's tests spawn their own cluster; no service starts it.
+    Need {
+        bin: "nats-server",
+        package: "nats-server",
+        pip: false,
+    },
 ];
 
 /// Python's scripts directory (where pip puts console scripts), e.g. a pyenv

@@ -1,10 +1,13 @@
 //! The two servers `cargo xtask bench remediation` loads with wrk: `webhook` is the real
 //! remediation webhook (auth, body limit, parsing, queueing; dry run, no executors),
 //! `bare` is an axum handler that only reads the body and answers the same `202`, so the
-//! ratio of the two is the cost of the webhook's own work on the request path.
+//! ratio of the two is the cost of the webhook's own work on the request path. `firing`
+//! is the webhook acting (not a dry run) on `ROUNDS` fake deployments `bench/round-N`
+//! for the bench's `SreBenchFlip` alert, so that "rule fired -> action recorded" can be
+//! timed against a real Prometheus and Alertmanager.
 //!
-//! Usage: `bench_server webhook|bare TOKEN`; prints `listening on ADDR` once bound to an
-//! ephemeral loopback port, then serves until killed.
+//! Usage: `bench_server webhook|bare|firing TOKEN [ROUNDS]`; prints `listening on ADDR`
+//! once bound to an ephemeral loopback port, then serves until killed.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -13,17 +16,59 @@ use axum::routing::post;
 use remediation_webhook::config::BearerToken;
 use remediation_webhook::server::{AppState, Ports, Settings, start};
 use sre_core::SystemClock;
+use sre_core::config::{Format, Source};
 use sre_core::guard::{Backoff, Jitter};
+use sre_remediation::actions::{WorkloadKind, WorkloadRef};
 use sre_remediation::execute::Executors;
 use sre_remediation::plan::{BlastRadius, Policy};
 use sre_remediation::rules::RuleSet;
+use sre_remediation::testing::FakeWorkloads;
 use std::io::Write;
 use std::num::NonZeroU32;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 
+/// The bench's rule for its flip alert: scale the round's deployment up; no
+/// verification (it would time the verification, not the path to the action).
+const FLIP_RULES: &str = r#"rules:
+  - name: bench/flip
+    alert: SreBenchFlip
+    action: {kind: scale_up, step: 1, max_replicas: 10, cost_per_replica_cents: 0}
+    target: {kind: deployment, namespace: "${namespace}", name: "${deployment}"}
+"#;
+
 fn webhook(token: &str) -> Result<Router, String> {
+    let rules = RuleSet::builtin().map_err(|e| e.to_string())?;
+    app(token, true, rules, Executors::default(), 5)
+}
+
+/// The webhook acting on `rounds` fake deployments `bench/round-N` of 3 replicas.
+fn firing(token: &str, rounds: u32) -> Result<Router, String> {
+    let rules = RuleSet::load(&Source::Text {
+        name: "bench-rules.yaml".into(),
+        text: FLIP_RULES.into(),
+        format: Format::Yaml,
+    })
+    .map_err(|e| e.to_string())?;
+    let fake = (1..=rounds).fold(FakeWorkloads::new(), |f, r| {
+        let w = WorkloadRef::new(WorkloadKind::Deployment, "bench", format!("round-{r}"));
+        f.with_replicas(&w, 3)
+    });
+    let executors = Executors {
+        workloads: Some(Arc::new(fake)),
+        ..Executors::default()
+    };
+    app(token, false, rules, executors, rounds.saturating_add(1))
+}
+
+fn app(
+    token: &str,
+    dry_run: bool,
+    rules: RuleSet,
+    executors: Executors,
+    max_targets: u32,
+) -> Result<Router, String> {
     let two = NonZeroU32::MIN.saturating_add(1);
     let settings = Settings {
         token: BearerToken::new(token).ok_or("empty token")?,
@@ -39,14 +84,14 @@ fn webhook(token: &str) -> Result<Router, String> {
             escalation_cool_off: Duration::from_hours(1),
             dedupe_window: Duration::from_mins(10),
             blast_radius: BlastRadius {
-                max_targets: two.saturating_add(3),
+                max_targets: NonZeroU32::new(max_targets).unwrap_or(two),
                 window: Duration::from_mins(10),
                 max_replica_pct: 25,
             },
             budget: None,
             retention: Duration::from_hours(24),
         },
-        dry_run: true,
+        dry_run,
         max_body_bytes: 1024 * 1024,
         // Deep enough that a 10 s run measures the request path, not queue refusals.
         queue_capacity: 1 << 20,
@@ -55,10 +100,9 @@ fn webhook(token: &str) -> Result<Router, String> {
     let ports = Ports {
         clock: Arc::new(SystemClock::new()),
         verifier: None,
-        executors: Executors::default(),
+        executors,
         evidence: None,
     };
-    let rules = RuleSet::builtin().map_err(|e| e.to_string())?;
     Ok(start(AppState::new(
         settings,
         rules,
@@ -92,9 +136,19 @@ async fn main() -> ExitCode {
                 return ExitCode::from(70);
             }
         },
+        (Some("firing"), Some(token)) => {
+            let rounds = args.get(2).and_then(|r| r.parse().ok()).unwrap_or(5);
+            match firing(token, rounds) {
+                Ok(app) => app,
+                Err(e) => {
+                    eprintln!("bench_server: {e}");
+                    return ExitCode::from(70);
+                }
+            }
+        }
         (Some("bare"), _) => bare(),
         _ => {
-            eprintln!("usage: bench_server webhook|bare TOKEN");
+            eprintln!("usage: bench_server webhook|bare|firing TOKEN [ROUNDS]");
             return ExitCode::from(64);
         }
     };

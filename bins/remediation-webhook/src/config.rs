@@ -6,11 +6,17 @@
 //! is committed, printed or logged.
 
 use crate::notify::HttpNotifier;
+use crate::platform::{
+    JetStreamSettings, RawJetStream, RawUnseal, UnsealSettings, check_jetstream, check_unseal,
+};
 use serde::Deserialize;
 use sre_adapter_prometheus::PrometheusClient;
 use sre_core::config::{ConfigError, Validate};
 use sre_core::guard::{Backoff, Budget, Cents, Jitter};
+use sre_remediation::checks::{Checks, RawCheck};
 use sre_remediation::plan::{BlastRadius, Policy};
+use sre_remediation::spend::{SpendSource, SpendUnit};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::net::SocketAddr;
 use std::num::NonZeroU32;
@@ -56,6 +62,63 @@ pub struct RawConfig {
     gitea: Option<RawGitea>,
     #[serde(default)]
     runbook_files: Vec<PathBuf>,
+    #[serde(default)]
+    runbooks: Option<RawRunbooks>,
+    #[serde(default)]
+    checks: BTreeMap<String, RawCheck>,
+    #[serde(default)]
+    budget: Option<RawBudget>,
+    #[serde(default)]
+    unseal: Option<RawUnseal>,
+    #[serde(default)]
+    jetstream: Option<RawJetStream>,
+}
+
+/// Where Runbooks come from besides `runbook_files`, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawRunbooks {
+    #[serde(default)]
+    from_cluster: bool,
+    #[serde(default)]
+    namespace: Option<String>,
+    #[serde(default = "d_runbook_interval", with = "humantime_serde")]
+    interval: Duration,
+}
+
+/// Runbook objects in the cluster: listed every `interval` and put ahead of the file
+/// rules (and of `runbook_files`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterRunbooksConfig {
+    /// Only this namespace; every namespace when `None`.
+    pub namespace: Option<String>,
+    /// Time between two list calls.
+    pub interval: Duration,
+}
+
+/// The spend budget for scale-ups, as written.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBudget {
+    limit_cents: u64,
+    #[serde(default, with = "humantime_serde")]
+    period: Option<Duration>,
+    #[serde(default)]
+    spend_query: Option<String>,
+    #[serde(default)]
+    unit: Option<SpendUnit>,
+    #[serde(default)]
+    spend_cents: Option<u64>,
+}
+
+/// Where the spend the budget gate compares against comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BudgetConfig {
+    /// The source, read before every plan.
+    pub spend: SpendSource,
+    /// The period the spend query covers (documentation for the run record; the query
+    /// itself computes the spend of that period).
+    pub period: Option<Duration>,
 }
 
 /// The Gitea server for `dispatch_workflow` actions, as written.
@@ -199,6 +262,9 @@ fn d_pct() -> u32 {
 fn d_retention() -> Duration {
     Duration::from_hours(24)
 }
+fn d_runbook_interval() -> Duration {
+    Duration::from_secs(30)
+}
 
 fn default_engine() -> RawEngine {
     RawEngine {
@@ -249,6 +315,18 @@ pub struct Config {
     /// `Runbook` documents (`catalyst.openova.io/v1alpha1`) whose rules go ahead of the
     /// rule set: they override the rules for the alerts they name.
     pub runbook_files: Vec<PathBuf>,
+    /// Runbook objects listed from the cluster (`runbooks.from_cluster: true`).
+    pub cluster_runbooks: Option<ClusterRunbooksConfig>,
+    /// Named checks for Runbook preconditions and `verify` steps: the built-ins plus
+    /// the config's `checks:`.
+    pub checks: Checks,
+    /// The spend source of the budget gate (`budget:`); `None` without a budget.
+    pub budget: Option<BudgetConfig>,
+    /// OpenBao unseal executor (`unseal:`); without it `unseal` is not executed.
+    pub unseal: Option<UnsealSettings>,
+    /// JetStream consumer executor (`jetstream:`); without it `add_consumer_replica` is
+    /// not executed.
+    pub jetstream: Option<JetStreamSettings>,
 }
 
 /// Where and how often verification asks Prometheus.
@@ -278,6 +356,10 @@ impl fmt::Debug for Config {
             .field("notify", &self.notify.as_ref().map(|_| "<configured>"))
             .field("gitea", &self.gitea)
             .field("runbook_files", &self.runbook_files)
+            .field("cluster_runbooks", &self.cluster_runbooks)
+            .field("budget", &self.budget)
+            .field("unseal", &self.unseal)
+            .field("jetstream", &self.jetstream)
             .finish_non_exhaustive()
     }
 }
@@ -285,6 +367,10 @@ impl fmt::Debug for Config {
 impl Validate for RawConfig {
     type Valid = Config;
 
+    #[allow(
+        clippy::too_many_lines,
+        reason = "one linear pass over the config, section by section, in field order"
+    )]
     fn validate(self) -> Result<Config, Vec<ConfigError>> {
         let mut errs = Vec::new();
         let listen = self
@@ -310,7 +396,22 @@ impl Validate for RawConfig {
             &mut errs,
         );
         let gitea = self.gitea.map(|g| check_gitea(g, &mut errs));
+        let unseal = self.unseal.map(|u| check_unseal(u, &mut errs));
+        let jetstream = self.jetstream.map(|j| check_jetstream(j, &mut errs));
+        let checks = Checks::builtin()
+            .with_overrides("checks", &self.checks)
+            .unwrap_or_else(|e| {
+                errs.extend(e);
+                Checks::builtin()
+            });
+        let cluster_runbooks = check_runbooks(self.runbooks, &mut errs);
         let e = self.engine.unwrap_or_else(default_engine);
+        let (budget_limit, budget) = check_budget(
+            self.budget,
+            e.budget_limit_cents,
+            verify.prometheus_url.is_some(),
+            &mut errs,
+        );
         let nz = |v: u32, path: &str, errs: &mut Vec<ConfigError>| {
             NonZeroU32::new(v).or_else(|| {
                 errs.push(ConfigError::new(path, "must be at least 1"));
@@ -367,6 +468,11 @@ impl Validate for RawConfig {
             notify,
             gitea,
             runbook_files: self.runbook_files,
+            cluster_runbooks,
+            checks,
+            budget,
+            unseal,
+            jetstream,
             policy: Policy {
                 cooldown: e.cooldown,
                 backoff: Backoff::new(
@@ -383,11 +489,100 @@ impl Validate for RawConfig {
                     window: e.blast_window,
                     max_replica_pct: e.max_replica_pct,
                 },
-                budget: e.budget_limit_cents.map(|c| Budget::new(Cents(c))),
+                budget: budget_limit.map(|c| Budget::new(Cents(c))),
                 retention: e.retention,
             },
         })
     }
+}
+
+/// Checks the `runbooks:` section; `None` unless `from_cluster` is on.
+fn check_runbooks(
+    raw: Option<RawRunbooks>,
+    errs: &mut Vec<ConfigError>,
+) -> Option<ClusterRunbooksConfig> {
+    let r = raw?;
+    if r.interval.is_zero() {
+        errs.push(ConfigError::new("runbooks.interval", "must be above zero"));
+    }
+    if r.namespace.as_deref().is_some_and(|n| n.trim().is_empty()) {
+        errs.push(ConfigError::new(
+            "runbooks.namespace",
+            "must not be empty; leave it out for every namespace",
+        ));
+    }
+    r.from_cluster.then_some(ClusterRunbooksConfig {
+        namespace: r.namespace,
+        interval: r.interval,
+    })
+}
+
+/// Checks the `budget:` section: one spend source at most, a unit for the query, a
+/// metrics backend to ask it; returns the limit (from `budget.limit_cents` or the older
+/// `engine.budget_limit_cents`) and the spend source.
+fn check_budget(
+    raw: Option<RawBudget>,
+    engine_limit: Option<u64>,
+    have_backend: bool,
+    errs: &mut Vec<ConfigError>,
+) -> (Option<u64>, Option<BudgetConfig>) {
+    let Some(b) = raw else {
+        // The older key alone: a budget without a spend source blocks scale-ups.
+        return (
+            engine_limit,
+            engine_limit.map(|_| BudgetConfig {
+                spend: SpendSource::None,
+                period: None,
+            }),
+        );
+    };
+    if engine_limit.is_some() {
+        errs.push(ConfigError::new(
+            "engine.budget_limit_cents",
+            "give the limit once: budget.limit_cents replaces this key",
+        ));
+    }
+    let spend = match (b.spend_query, b.spend_cents) {
+        (Some(_), Some(_)) => {
+            errs.push(ConfigError::new(
+                "budget.spend_cents",
+                "give spend_query or spend_cents, not both",
+            ));
+            SpendSource::None
+        }
+        (Some(q), None) => {
+            if q.trim().is_empty() {
+                errs.push(ConfigError::new("budget.spend_query", "must not be empty"));
+            }
+            if !have_backend {
+                errs.push(ConfigError::new(
+                    "budget.spend_query",
+                    "needs verify.prometheus_url to be asked",
+                ));
+            }
+            if let Some(unit) = b.unit {
+                SpendSource::Query { query: q, unit }
+            } else {
+                errs.push(ConfigError::new(
+                    "budget.unit",
+                    "required with spend_query: cents or currency (x100)",
+                ));
+                SpendSource::None
+            }
+        }
+        (None, Some(c)) => SpendSource::Static { cents: Cents(c) },
+        (None, None) => SpendSource::None,
+    };
+    if b.period.is_some_and(|p| p.is_zero()) {
+        errs.push(ConfigError::new("budget.period", "must be above zero"));
+    }
+    (
+        Some(b.limit_cents),
+        Some(BudgetConfig {
+            spend,
+            period: b.period,
+        }),
+    )
 }
 
 /// Checks the Gitea section: an http(s) URL and a non-zero timeout.
@@ -651,6 +846,90 @@ runbook_files: [/etc/sre/runbooks/openbao-sealed.yaml]
         )
         .expect_err("unknown executor");
         assert_eq!(err.errors[0].path, "executors", "{err}");
+    }
+
+    #[test]
+    fn checks_budget_and_cluster_runbooks() {
+        let c = yaml("{}", &[]).expect("valid");
+        assert_eq!(c.budget, None);
+        assert_eq!(c.cluster_runbooks, None);
+        assert!(c.checks.get("spire.server.healthy").is_some());
+        let c = yaml(
+            "checks:
+  openbao.unseal.shamir.shares.available:
+    query: 'kube_secret_info{namespace=\"${namespace}\",secret=\"openbao-unseal\"}'
+    expect: non_empty
+verify: {prometheus_url: 'http://p:9090'}
+budget:
+  limit_cents: 900
+  period: 30d
+  spend_query: 'sum(node_total_hourly_cost) * 730'
+  unit: currency
+runbooks: {from_cluster: true, namespace: catalyst-system}
+",
+            &[],
+        )
+        .expect("valid");
+        assert!(
+            c.checks
+                .get("openbao.unseal.shamir.shares.available")
+                .is_some_and(|s| s.query.is_some())
+        );
+        assert_eq!(c.policy.budget, Some(Budget::new(Cents(900))));
+        assert_eq!(
+            c.budget.as_ref().map(|b| &b.spend),
+            Some(&SpendSource::Query {
+                query: "sum(node_total_hourly_cost) * 730".into(),
+                unit: SpendUnit::Currency
+            })
+        );
+        assert_eq!(
+            c.cluster_runbooks,
+            Some(ClusterRunbooksConfig {
+                namespace: Some("catalyst-system".into()),
+                interval: Duration::from_secs(30)
+            })
+        );
+        let c = yaml("budget: {limit_cents: 900, spend_cents: 750}\n", &[]).expect("valid");
+        assert_eq!(
+            c.budget.map(|b| b.spend),
+            Some(SpendSource::Static { cents: Cents(750) })
+        );
+        let c = yaml("engine: {budget_limit_cents: 5}\n", &[]).expect("older key");
+        assert_eq!(c.policy.budget, Some(Budget::new(Cents(5))));
+        assert_eq!(c.budget.map(|b| b.spend), Some(SpendSource::None));
+        let c = yaml("runbooks: {from_cluster: false}\n", &[]).expect("valid");
+        assert_eq!(c.cluster_runbooks, None);
+
+        let err = yaml(
+            "engine: {budget_limit_cents: 5}
+checks: {x: {query: 'up{a=\"${}\"}', expect: empty}}
+budget: {limit_cents: 1, spend_query: 'sum(x)', period: 0s}
+runbooks: {from_cluster: true, namespace: '', interval: 0s}
+",
+            &[],
+        )
+        .expect_err("invalid");
+        let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "checks.x.query",
+                "runbooks.interval",
+                "runbooks.namespace",
+                "engine.budget_limit_cents",
+                "budget.spend_query",
+                "budget.unit",
+                "budget.period"
+            ],
+            "{err}"
+        );
+        let err = yaml(
+            "budget: {limit_cents: 1, spend_query: q, unit: cents, spend_cents: 1}\n",
+            &[],
+        )
+        .expect_err("two sources");
+        assert_eq!(err.errors[0].path, "budget.spend_cents", "{err}");
     }
 
     #[test]

@@ -6,5 +6,6 @@
 pub mod config;
 pub mod gitea;
 pub mod notify;
+pub mod platform;
 pub mod server;
 pub mod wiring;

@@ -2,15 +2,16 @@
 //! verifies executed ones against Prometheus.
 //! Wiring only: arguments -> config -> token and rules -> telemetry -> ports (kube
 //! executors, Prometheus, HTTP notifier, evidence file) -> server; errors map to exit
-//! codes (64 usage/config, 69 cannot listen or no cluster for `executors: kube`, 1 other).
+//! codes (64 usage/config, 69 cannot listen or no cluster for `executors: kube` or
+//! `runbooks.from_cluster`, 1 other).
 
 use clap::Parser;
 use remediation_webhook::config::{BearerToken, Config, ENV_PREFIX, RawConfig};
 use remediation_webhook::server::{AppState, start};
-use remediation_webhook::wiring::{self, ClusterUnavailable, read_rules, read_token};
+use remediation_webhook::wiring::{self, ClusterUnavailable, read_rule_book, read_token};
 use sre_core::config::{EnvOverrides, Source, load};
 use sre_core::telemetry::{self, LogFormat};
-use sre_remediation::rules::RuleSet;
+use sre_remediation::runbook::RuleBook;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -51,7 +52,7 @@ fn main() -> ExitCode {
         }
     };
     cfg.dry_run |= args.dry_run;
-    let (token, rules) = match (read_token(&cfg), read_rules(&cfg)) {
+    let (token, rules) = match (read_token(&cfg), read_rule_book(&cfg)) {
         (Ok(t), Ok(r)) => (t, r),
         (t, r) => {
             for e in [t.err(), r.err()].into_iter().flatten() {
@@ -84,15 +85,35 @@ fn main() -> ExitCode {
 }
 
 #[tokio::main]
-async fn serve(cfg: &Config, token: BearerToken, rules: RuleSet) -> anyhow::Result<()> {
+async fn serve(cfg: &Config, token: BearerToken, book: RuleBook) -> anyhow::Result<()> {
     let ports = wiring::ports(cfg).await?;
+    let lister = wiring::runbook_lister(cfg).await?;
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
-    tracing::info!(listen = %cfg.listen, dry_run = cfg.dry_run, rules = rules.rules().len(),
+    tracing::info!(listen = %cfg.listen, dry_run = cfg.dry_run, rules = book.rules().rules().len(),
+        cluster_runbooks = cfg.cluster_runbooks.is_some(), budget = cfg.budget.is_some(),
         executors = ?cfg.executors, evidence = cfg.evidence_file.is_some(),
         notify = cfg.notify.is_some(),
         prometheus = cfg.verify.prometheus_url.as_deref().unwrap_or("none"), "remediation webhook up");
     let settings = wiring::settings(cfg, token);
-    let state = AppState::new(settings, rules, telemetry::metrics_registry(), ports);
+    let state = AppState::new(
+        settings,
+        book.rules().clone(),
+        telemetry::metrics_registry(),
+        ports,
+    )
+    .with_rule_book(book.clone())
+    .with_spend(wiring::spend_source(cfg));
+    let _poller = if let (Some(lister), Some(rc)) = (lister, &cfg.cluster_runbooks) {
+        Some(wiring::spawn_runbook_poller(
+            lister,
+            rc,
+            book,
+            cfg.checks.clone(),
+            state.rule_book_handle(),
+        ))
+    } else {
+        None
+    };
     axum::serve(listener, start(state))
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;

@@ -35,11 +35,14 @@ use sre_core::Clock;
 use sre_core::evidence::EvidenceSink;
 use sre_core::telemetry::{METRICS_CONTENT_TYPE, Registry, render_metrics};
 use sre_remediation::actions::{ActionOutcome, Mode};
+use sre_remediation::checks::{self, Gate, NamedCheck};
 use sre_remediation::execute::{self, Call, ExecError, Executors, PlannedCall};
 use sre_remediation::payload::{self, AlertStatus, WebhookPayload};
 use sre_remediation::plan::{self, EngineState, Observations, Outcome, PlanEntry, Policy, Verdict};
 use sre_remediation::ports::MetricsQuery;
 use sre_remediation::rules::RuleSet;
+use sre_remediation::runbook::RuleBook;
+use sre_remediation::spend::{self, SpendObservation, SpendSource};
 use sre_remediation::verify::{self, Sleeper, VerifyOutcome};
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
@@ -48,7 +51,9 @@ use subtle::ConstantTimeEq;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-type LabelFamily = Family<Vec<(String, String)>, Counter>;
+/// One fixed label per counter family, both names `'static`: counting on the request path
+/// allocates nothing (a `Vec<(String, String)>` key cost three allocations per count).
+type LabelFamily = Family<[(&'static str, &'static str); 1], Counter>;
 
 /// Counters behind `/metrics`; labels come from small fixed sets (status, action kind,
 /// skip reason, rejection reason, verification, execution, rollback and escalation
@@ -120,9 +125,8 @@ impl Metrics {
     }
 }
 
-fn inc(f: &LabelFamily, key: &str, value: &str) {
-    f.get_or_create(&vec![(key.to_owned(), value.to_owned())])
-        .inc();
+fn inc(f: &LabelFamily, key: &'static str, value: &'static str) {
+    f.get_or_create(&[(key, value)]).inc();
 }
 
 /// Locks shared plain data; a poisoned lock means a panic mid-update of data that the
@@ -272,6 +276,10 @@ pub struct RunEntry {
     /// The engine's decision.
     #[serde(flatten)]
     pub entry: PlanEntry,
+    /// For actions of a Runbook with preconditions: whether they held right before
+    /// acting (a blocked gate names the check that failed and why).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub preconditions: Option<Gate>,
     /// For actions: whether and how it ran.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub execution: Option<Execution>,
@@ -291,6 +299,7 @@ impl RunEntry {
     fn new(entry: PlanEntry, execution: Option<Execution>) -> Self {
         Self {
             entry,
+            preconditions: None,
             execution,
             verification: None,
             rollback_result: None,
@@ -322,6 +331,10 @@ pub struct Run {
     pub dry_run: bool,
     /// The plan, once made.
     pub plan: Vec<RunEntry>,
+    /// The spend the budget gate planned with (only when a budget is configured): the
+    /// amount, or why it is unknown (scale-ups were then blocked).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub spend: Option<SpendObservation>,
     /// Action loops still running.
     #[serde(skip)]
     in_flight: usize,
@@ -334,8 +347,21 @@ struct Runs {
 }
 
 impl Runs {
+    /// Ids are handed out in order and runs leave only from the front, so the list is
+    /// contiguous in id: the position is an offset, not a search of up to `runs_kept`.
+    fn position(&self, id: u64) -> Option<usize> {
+        let first = self.list.front()?.id;
+        let i = usize::try_from(id.checked_sub(first)?).ok()?;
+        (self.list.get(i)?.id == id).then_some(i)
+    }
+
+    fn get(&self, id: u64) -> Option<&Run> {
+        self.list.get(self.position(id)?)
+    }
+
     fn get_mut(&mut self, id: u64) -> Option<&mut Run> {
-        self.list.iter_mut().find(|r| r.id == id)
+        let i = self.position(id)?;
+        self.list.get_mut(i)
     }
 }
 
@@ -347,7 +373,8 @@ struct Job {
 /// Everything a request and the planner need; one per process.
 pub struct AppState {
     settings: Settings,
-    rules: RuleSet,
+    book: RuleBookHandle,
+    spend: SpendSource,
     clock: Arc<dyn Clock>,
     engine: Mutex<EngineState>,
     metrics: Metrics,
@@ -370,7 +397,8 @@ impl AppState {
         Self {
             engine: Mutex::new(EngineState::new(&settings.policy)),
             settings,
-            rules,
+            book: RuleBookHandle::new(RuleBook::new(rules)),
+            spend: SpendSource::None,
             clock: ports.clock,
             metrics,
             registry,
@@ -381,6 +409,29 @@ impl AppState {
             executors: ports.executors,
             evidence: ports.evidence,
         }
+    }
+
+    /// Plans with `book` (rules plus the preconditions of its Runbook rules) instead of
+    /// the plain rules given to [`AppState::new`].
+    #[must_use]
+    pub fn with_rule_book(self, book: RuleBook) -> Self {
+        self.book.replace(book);
+        self
+    }
+
+    /// Reads the budget gate's spend from `spend` before every plan (asked through the
+    /// verifier's metrics port for a query source).
+    #[must_use]
+    pub fn with_spend(mut self, spend: SpendSource) -> Self {
+        self.spend = spend;
+        self
+    }
+
+    /// A handle that swaps the rule book while the server runs (the cluster Runbook
+    /// poller); each delivery plans with the book current when it is planned.
+    #[must_use]
+    pub fn rule_book_handle(&self) -> RuleBookHandle {
+        self.book.clone()
     }
 
     fn mode(&self) -> Mode {
@@ -493,32 +544,39 @@ async fn post_alerts(
     for a in &payload.alerts {
         inc(&s.metrics.received, "status", a.status.as_str());
     }
-    let id = {
+    // Everything but the id is built before taking the lock, and the runs that fall out
+    // of the kept window are dropped after releasing it: concurrent deliveries and
+    // `GET /runs` wait only for the push.
+    let mut run = Run {
+        id: 0,
+        received_at: s.clock.wall(),
+        state: RunState::Queued,
+        group_key: payload.group_key.clone(),
+        receiver: payload.receiver.clone(),
+        status: payload.status,
+        alerts: payload.alerts.len(),
+        truncated_alerts: payload.truncated_alerts,
+        dry_run: s.settings.dry_run,
+        plan: Vec::new(),
+        spend: None,
+        in_flight: 0,
+    };
+    let (id, evicted) = {
         let mut runs = lock(&s.runs);
         runs.next_id += 1;
-        let id = runs.next_id;
-        runs.list.push_back(Run {
-            id,
-            received_at: s.clock.wall(),
-            state: RunState::Queued,
-            group_key: payload.group_key.clone(),
-            receiver: payload.receiver.clone(),
-            status: payload.status,
-            alerts: payload.alerts.len(),
-            truncated_alerts: payload.truncated_alerts,
-            dry_run: s.settings.dry_run,
-            plan: Vec::new(),
-            in_flight: 0,
-        });
-        while runs.list.len() > s.settings.runs_kept.max(1) {
-            runs.list.pop_front();
-        }
-        id
+        run.id = runs.next_id;
+        runs.list.push_back(run);
+        let excess = runs.list.len().saturating_sub(s.settings.runs_kept.max(1));
+        let evicted: Vec<Run> = runs.list.drain(..excess).collect();
+        (runs.next_id, evicted)
     };
+    drop(evicted);
     permit.send(Job { run: id, payload });
+    // The answer is two fixed fields: written directly, not through a `serde_json::Value`.
     (
         StatusCode::ACCEPTED,
-        axum::Json(json!({ "run": id, "state": RunState::Queued })),
+        [(header::CONTENT_TYPE, "application/json")],
+        format!(r#"{{"run":{id},"state":"queued"}}"#),
     )
         .into_response()
 }
@@ -532,9 +590,41 @@ async fn planner(s: Arc<AppState>, mut rx: mpsc::Receiver<Job>) {
     }
 }
 
+/// The rules the planner uses, swappable while the server runs: readers take the
+/// current `Arc` and plan with it, so a swap never waits for a plan or changes one
+/// midway.
+#[derive(Debug, Clone)]
+pub struct RuleBookHandle(Arc<Mutex<Arc<RuleBook>>>);
+
+impl RuleBookHandle {
+    /// A handle on `book`.
+    #[must_use]
+    pub fn new(book: RuleBook) -> Self {
+        Self(Arc::new(Mutex::new(Arc::new(book))))
+    }
+
+    /// The book deliveries are planned with from now on.
+    pub fn replace(&self, book: RuleBook) {
+        *lock(&self.0) = Arc::new(book);
+    }
+
+    /// The current book.
+    #[must_use]
+    pub fn current(&self) -> Arc<RuleBook> {
+        lock(&self.0).clone()
+    }
+}
+
+/// What must hold before an action runs: its Runbook's checks, rendered from the
+/// alert's labels.
+struct Precheck {
+    checks: Vec<NamedCheck>,
+    labels: payload::Labels,
+}
+
 /// One action's loop, or one escalation the engine decided.
 enum Work {
-    Act(PlannedCall),
+    Act(PlannedCall, Option<Precheck>),
     Escalate { to: String, attempts: u32 },
 }
 
@@ -548,15 +638,21 @@ struct Slot {
 /// Plans one delivery, records the plan (run and evidence) and starts one loop task per
 /// action or escalation; returns the tasks, which the planner detaches and tests await.
 async fn plan_run(s: &Arc<AppState>, job: &Job) -> Vec<JoinHandle<()>> {
+    // Read before planning; an unknown spend blocks scale-ups (fail closed), and the
+    // reason goes into the run.
+    let spend = observe_spend(s).await;
+    let obs = Observations {
+        spend: spend.as_ref().and_then(SpendObservation::spend),
+        ..Observations::default()
+    };
+    let book = s.book.current();
     let now = s.clock.monotonic();
-    // No spend source exists yet: with a budget configured, scale-ups fail closed.
-    let obs = Observations::default();
     let mut work = Vec::new();
     let plan: Vec<RunEntry> = {
         let mut engine = lock(&s.engine);
         plan::decide(
             &mut engine,
-            &s.rules,
+            book.rules(),
             &s.settings.policy,
             &obs,
             &job.payload.alerts,
@@ -567,7 +663,8 @@ async fn plan_run(s: &Arc<AppState>, job: &Job) -> Vec<JoinHandle<()>> {
         .map(|(index, entry)| {
             report(s, &entry);
             let w = match &entry.verdict {
-                Verdict::Act { .. } => execute::planned_call(&entry).map(Work::Act),
+                Verdict::Act { .. } => execute::planned_call(&entry)
+                    .map(|call| Work::Act(call, precheck(&book, &entry, &job.payload))),
                 Verdict::Escalate { to, attempts } => Some(Work::Escalate {
                     to: to.clone(),
                     attempts: *attempts,
@@ -586,6 +683,50 @@ async fn plan_run(s: &Arc<AppState>, job: &Job) -> Vec<JoinHandle<()>> {
         })
         .collect()
     };
+    record_plan(s, job, &plan).await;
+    {
+        let mut runs = lock(&s.runs);
+        if let Some(run) = runs.get_mut(job.run) {
+            run.plan = plan;
+            run.spend = spend;
+            run.in_flight = work.len();
+            run.state = if work.is_empty() {
+                RunState::Done
+            } else {
+                RunState::Acting
+            };
+        }
+    }
+    work.into_iter()
+        .map(|(slot, w)| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                match w {
+                    Work::Act(call, pre) => {
+                        if preconditions_hold(&s, &slot, call.action, pre).await {
+                            remediate(&s, &slot, call).await;
+                        }
+                    }
+                    Work::Escalate { to, attempts } => {
+                        let detail = format!(
+                            "{attempts} remediations did not help; not acting again until the cool-off ends"
+                        );
+                        let esc = escalate(&s, &slot, &to, "breaker_open", detail).await;
+                        update(&s, &slot, |e| e.escalation = Some(esc));
+                    }
+                }
+                finish(&s, slot.run);
+            })
+        })
+        .collect()
+}
+
+/// The plan's evidence record; built only when there is an evidence log to append it
+/// to (without one, `record` would throw it away).
+async fn record_plan(s: &AppState, job: &Job, plan: &[RunEntry]) {
+    if s.evidence.is_none() {
+        return;
+    }
     let summary: Vec<serde_json::Value> = plan
         .iter()
         .map(|e| {
@@ -613,36 +754,87 @@ async fn plan_run(s: &Arc<AppState>, job: &Job) -> Vec<JoinHandle<()>> {
                 "dry_run": s.settings.dry_run, "entries": summary }),
     )
     .await;
-    {
-        let mut runs = lock(&s.runs);
-        if let Some(run) = runs.get_mut(job.run) {
-            run.plan = plan;
-            run.in_flight = work.len();
-            run.state = if work.is_empty() {
-                RunState::Done
-            } else {
-                RunState::Acting
-            };
-        }
+}
+
+/// The spend for this plan, when a budget is configured (no query otherwise).
+async fn observe_spend(s: &AppState) -> Option<SpendObservation> {
+    s.settings.policy.budget?;
+    let o = spend::observe(&s.spend, s.verifier.as_ref().map(|v| v.query.as_ref())).await;
+    if let Some(why) = &o.unknown_because {
+        tracing::warn!(source = o.source, reason = %why,
+            "spend unknown: scale-ups are blocked by the budget gate");
     }
-    work.into_iter()
-        .map(|(slot, w)| {
-            let s = s.clone();
-            tokio::spawn(async move {
-                match w {
-                    Work::Act(call) => remediate(&s, &slot, call).await,
-                    Work::Escalate { to, attempts } => {
-                        let detail = format!(
-                            "{attempts} remediations did not help; not acting again until the cool-off ends"
-                        );
-                        let esc = escalate(&s, &slot, &to, "breaker_open", detail).await;
-                        update(&s, &slot, |e| e.escalation = Some(esc));
-                    }
-                }
-                finish(&s, slot.run);
-            })
-        })
-        .collect()
+    Some(o)
+}
+
+/// The preconditions of the rule an action comes from, with the alert's labels; `None`
+/// when the rule has none.
+fn precheck(book: &RuleBook, entry: &PlanEntry, payload: &WebhookPayload) -> Option<Precheck> {
+    let checks = book.preconditions(entry.rule.as_deref()?);
+    if checks.is_empty() {
+        return None;
+    }
+    let labels = payload
+        .alerts
+        .iter()
+        .find(|a| a.fingerprint == entry.fingerprint)
+        .map(|a| a.labels.clone())
+        .unwrap_or_default();
+    Some(Precheck {
+        checks: checks.to_vec(),
+        labels,
+    })
+}
+
+/// Evaluates the action's preconditions right before it runs; `true` to go on. A
+/// failing one is recorded in the run, counted, logged, and escalated, and the action is
+/// not taken.
+async fn preconditions_hold(
+    s: &AppState,
+    slot: &Slot,
+    action: &'static str,
+    pre: Option<Precheck>,
+) -> bool {
+    let Some(pre) = pre else { return true };
+    let query = s.verifier.as_ref().map(|v| v.query.as_ref());
+    let gate = checks::evaluate(query, &pre.checks, &pre.labels).await;
+    let entry = &slot.entry;
+    let subj = subject(entry);
+    let extra =
+        json!({ "result": if gate.proceeds() { "proceed" } else { "blocked" }, "gate": gate });
+    record(
+        s,
+        "remediation.precondition",
+        &subj,
+        details(slot, action, extra),
+    )
+    .await;
+    let blocked = match &gate {
+        Gate::Proceed { .. } => None,
+        Gate::Blocked { check, reason, .. } => {
+            Some(format!("precondition {check} failed: {reason}"))
+        }
+    };
+    update(s, slot, |e| e.preconditions = Some(gate));
+    let Some(reason) = blocked else { return true };
+    inc(&s.metrics.blocked, "reason", "precondition");
+    tracing::warn!(alert_fingerprint = %entry.fingerprint, target = %subj, action, %reason,
+        "precondition failed: not acting");
+    record_outcome(s, &entry.fingerprint, Outcome::NotExecuted);
+    let not_run = reason.clone();
+    update(s, slot, |e| {
+        e.execution = Some(Execution::NotExecuted { reason: not_run });
+    });
+    let esc = escalate(
+        s,
+        slot,
+        &escalation_channel(entry),
+        "precondition_failed",
+        format!("{action} not taken: {reason}"),
+    )
+    .await;
+    update(s, slot, |e| e.escalation = Some(esc));
+    false
 }
 
 /// Applies `f` to the slot's entry in its run (if the run is still kept).
@@ -1014,20 +1206,17 @@ async fn escalate(
 
 /// Logs and counts one plan entry as decided.
 fn report(s: &AppState, e: &PlanEntry) {
-    let target = e
-        .target
-        .as_ref()
-        .map(ToString::to_string)
-        .unwrap_or_default();
+    // Formatted only when a subscriber records the event, not for every entry planned.
+    let target = e.target.as_ref().map(tracing::field::display);
     match &e.verdict {
         Verdict::Act { action, .. } => {
             inc(&s.metrics.planned, "kind", action.kind());
-            tracing::info!(alert_fingerprint = %e.fingerprint, alertname = %e.alertname, %target,
+            tracing::info!(alert_fingerprint = %e.fingerprint, alertname = %e.alertname, target,
                 action = action.kind(), dry_run = s.settings.dry_run, "remediation planned");
         }
         Verdict::Skip { skip } => {
             inc(&s.metrics.blocked, "reason", skip.kind());
-            tracing::info!(alert_fingerprint = %e.fingerprint, alertname = %e.alertname, %target,
+            tracing::info!(alert_fingerprint = %e.fingerprint, alertname = %e.alertname, target,
                 reason = skip.kind(), "no action");
         }
         Verdict::Unmatched => {
@@ -1037,11 +1226,11 @@ fn report(s: &AppState, e: &PlanEntry) {
         }
         Verdict::Escalate { to, attempts } => {
             inc(&s.metrics.planned, "kind", "escalate");
-            tracing::warn!(alert_fingerprint = %e.fingerprint, alertname = %e.alertname, %target,
+            tracing::warn!(alert_fingerprint = %e.fingerprint, alertname = %e.alertname, target,
                 to = %to, attempts, "remediation did not help; escalating");
         }
         Verdict::Cancel => {
-            tracing::info!(alert_fingerprint = %e.fingerprint, %target, "resolved; pending work cancelled");
+            tracing::info!(alert_fingerprint = %e.fingerprint, target, "resolved; pending work cancelled");
         }
     }
 }
@@ -1055,7 +1244,7 @@ async fn get_run(State(s): State<Arc<AppState>>, Path(id): Path<String>) -> Resp
     let Ok(id) = id.parse::<u64>() else {
         return error(StatusCode::BAD_REQUEST, "bad_id", "run ids are numbers");
     };
-    let run = lock(&s.runs).list.iter().find(|r| r.id == id).cloned();
+    let run = lock(&s.runs).get(id).cloned();
     match run {
         Some(r) => axum::Json(r).into_response(),
         None => error(
@@ -1166,5 +1355,173 @@ mod tests {
         let runs = runs["runs"].as_array().cloned().unwrap_or_default();
         assert_eq!(runs.len(), 1, "the refused delivery left no run: {runs:?}");
         assert_eq!(runs[0]["state"], "queued");
+    }
+
+    /// Against the REAL Prometheus of the test servers (`SRE_TEST_PROMETHEUS_URL`):
+    /// the spend source and Runbook preconditions, through the whole run worker.
+    mod real_prometheus {
+        use super::*;
+        use sre_core::guard::{Budget, Cents};
+        use sre_core::testing::test_env;
+        use sre_remediation::checks::{Checks, RawCheck};
+        use sre_remediation::runbook::Runbook;
+        use sre_remediation::spend::SpendUnit;
+
+        fn prometheus() -> Verifier {
+            let url = test_env("SRE_TEST_PROMETHEUS_URL");
+            Verifier {
+                query: Arc::new(
+                    sre_adapter_prometheus::PrometheusClient::new(&url, Duration::from_secs(5))
+                        .expect("prometheus client"),
+                ),
+                sleeper: Arc::new(TokioSleeper),
+                interval: Duration::from_millis(100),
+            }
+        }
+
+        fn state(budget: Option<u64>) -> AppState {
+            let clock = ManualClock::at_epoch();
+            let mut s = app_state(&clock, 8);
+            s.settings.dry_run = true;
+            s.settings.policy.budget = budget.map(|c| Budget::new(Cents(c)));
+            s.engine = Mutex::new(EngineState::new(&s.settings.policy));
+            s.verifier = Some(prometheus());
+            s
+        }
+
+        /// Posts the high-memory fixture and waits (bounded) for its run to finish.
+        async fn deliver(state: AppState) -> serde_json::Value {
+            let app = start(state);
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .expect("bind");
+            let base = format!("http://{}", listener.local_addr().expect("addr"));
+            tokio::spawn(async move { axum::serve(listener, app).await });
+            let body = std::fs::read(concat!(
+                env!("CARGO_MANIFEST_DIR"),
+                "/../../../shared/fixtures/alertmanager/firing-high-memory.json"
+            ))
+            .expect("fixture");
+            let http = reqwest::Client::new();
+            let posted: serde_json::Value = http
+                .post(format!("{base}/alerts"))
+                .bearer_auth("t")
+                .body(body)
+                .send()
+                .await
+                .expect("post")
+                .json()
+                .await
+                .expect("json");
+            let id = posted["run"].as_u64().expect("run id");
+            let mut run = serde_json::Value::Null;
+            for _ in 0..400 {
+                run = http
+                    .get(format!("{base}/runs/{id}"))
+                    .bearer_auth("t")
+                    .send()
+                    .await
+                    .expect("get")
+                    .json()
+                    .await
+                    .expect("json");
+                if run["state"] == "done" {
+                    return run;
+                }
+                tokio::time::sleep(Duration::from_millis(25)).await;
+            }
+            panic!("run never finished: {run}");
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn spend_from_the_real_prometheus_warns_and_an_empty_answer_blocks() {
+            let s = state(Some(900)).with_spend(SpendSource::Query {
+                query: "vector(750)".into(),
+                unit: SpendUnit::Cents,
+            });
+            let run = deliver(s).await;
+            assert_eq!(run["spend"]["cents"], 750, "{run}");
+            assert_eq!(run["spend"]["source"], "query");
+            let e = &run["plan"][0];
+            assert_eq!(e["verdict"], "act", "{run}");
+            assert_eq!(
+                e["budget_warning_pct"], 83,
+                "750 of 900 is past the 80 % warning"
+            );
+
+            let s = state(Some(900)).with_spend(SpendSource::Query {
+                query: r#"up{job="nonexistent"}"#.into(),
+                unit: SpendUnit::Cents,
+            });
+            let run = deliver(s).await;
+            assert!(run["spend"].get("cents").is_none(), "{run}");
+            assert_eq!(
+                run["spend"]["unknown_because"], "the spend query returned no series",
+                "{run}"
+            );
+            let e = &run["plan"][0];
+            assert_eq!(e["verdict"], "skip", "{run}");
+            assert_eq!(e["skip"]["kind"], "budget_unknown", "fail closed: {run}");
+        }
+
+        fn gated(query: &str) -> RuleBook {
+            let checks = Checks::builtin()
+                .with_overrides(
+                    "checks",
+                    &std::collections::BTreeMap::from([(
+                        "e2e.gate".to_owned(),
+                        RawCheck {
+                            query: query.into(),
+                            expect: sre_remediation::rules::Expect::NonEmpty,
+                        },
+                    )]),
+                )
+                .expect("valid checks");
+            let builtin = RuleSet::builtin().expect("built-in rules");
+            let rb = Runbook::parse_with(
+                "gated.yaml",
+                "apiVersion: catalyst.openova.io/v1alpha1
+kind: Runbook
+metadata: {name: gated, namespace: catalyst-system}
+spec:
+  triggers: [{alertName: HighMemoryUsage}]
+  preconditions: [{check: e2e.gate}]
+  steps: [{action: {kind: scale_up, step: 1, max_replicas: 10}}]
+  rollback: page-platform
+",
+                &builtin,
+                &checks,
+            )
+            .expect("valid runbook");
+            RuleBook::new(builtin).with_runbook(&rb)
+        }
+
+        #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+        async fn preconditions_from_the_real_prometheus_proceed_or_block_and_escalate() {
+            let run = deliver(state(None).with_rule_book(gated("vector(1)"))).await;
+            let e = &run["plan"][0];
+            assert_eq!(e["rule"], "runbook/catalyst-system/gated", "{run}");
+            assert_eq!(e["preconditions"]["gate"], "proceed", "{run}");
+            assert_eq!(e["preconditions"]["checked"][0], "e2e.gate");
+            assert!(e.get("escalation").is_none(), "{run}");
+
+            let run = deliver(state(None).with_rule_book(gated(r#"up{job="nonexistent"}"#))).await;
+            let e = &run["plan"][0];
+            assert_eq!(e["verdict"], "act", "planned, then gated: {run}");
+            let gate = &e["preconditions"];
+            assert_eq!(gate["gate"], "blocked", "{run}");
+            assert_eq!(gate["check"], "e2e.gate");
+            assert_eq!(gate["query"], r#"up{job="nonexistent"}"#);
+            assert_eq!(gate["reason"], "expected at least one series, got none");
+            assert_eq!(e["execution"]["result"], "not_executed");
+            assert!(
+                e["execution"]["reason"]
+                    .as_str()
+                    .is_some_and(|r| r.starts_with("precondition e2e.gate failed")),
+                "{run}"
+            );
+            assert_eq!(e["escalation"]["reason"], "precondition_failed", "{run}");
+            assert_eq!(e["escalation"]["to"], "platform");
+        }
     }
 }

@@ -1,20 +1,26 @@
 //! Wiring for the binary: reading the token and the rules, and building the ports the
-//! config names (kube executors, Prometheus verifier, HTTP notifier, Gitea, evidence).
+//! config names (kube executors, Prometheus verifier, HTTP notifier, Gitea, evidence),
+//! the budget's spend source and the cluster Runbook poller.
 //! Kept out of `main.rs` so that the entry point stays a short list of steps.
 
-use crate::config::{BearerToken, Config, ExecutorKind, GITEA_TOKEN_ENV, TOKEN_ENV};
+use crate::config::{
+    BearerToken, ClusterRunbooksConfig, Config, ExecutorKind, GITEA_TOKEN_ENV, TOKEN_ENV,
+};
 use crate::gitea::GiteaDispatcher;
 use crate::notify::HttpNotifier;
-use crate::server::{Ports, Settings, TokioSleeper, Verifier};
+use crate::server::{Ports, RuleBookHandle, Settings, TokioSleeper, Verifier};
 use anyhow::Context as _;
 use sre_adapter_kube::KubeWorkloads;
+use sre_adapter_kube::runbook::{ClusterRunbooks, RunbookLister};
 use sre_adapter_prometheus::PrometheusClient;
 use sre_core::config::Source;
 use sre_core::evidence::{EvidenceSink, FileEvidenceLog};
 use sre_core::{Clock, SystemClock};
+use sre_remediation::checks::Checks;
 use sre_remediation::execute::Executors;
 use sre_remediation::rules::RuleSet;
-use sre_remediation::runbook::Runbook;
+use sre_remediation::runbook::{RuleBook, Runbook};
+use sre_remediation::spend::SpendSource;
 use std::sync::Arc;
 
 /// Reads the bearer token from `token_file` or the environment.
@@ -31,18 +37,98 @@ pub fn read_token(cfg: &Config) -> anyhow::Result<BearerToken> {
 
 /// The built-in rules (or `rules_file`), with every Runbook file ahead of them.
 pub fn read_rules(cfg: &Config) -> anyhow::Result<RuleSet> {
-    let mut rules = match &cfg.rules_file {
+    read_rule_book(cfg).map(|b| b.rules().clone())
+}
+
+/// The built-in rules (or `rules_file`) with every Runbook file ahead of them and the
+/// Runbooks' preconditions resolved against the config's checks: an unknown check name
+/// fails here, at startup, with its file and path.
+pub fn read_rule_book(cfg: &Config) -> anyhow::Result<RuleBook> {
+    let rules = match &cfg.rules_file {
         Some(p) => RuleSet::load(&Source::File(p.clone()))?,
         None => RuleSet::builtin()?,
     };
+    let mut book = RuleBook::new(rules);
     // Later files go ahead of earlier ones, and every Runbook ahead of the rule set.
     for p in &cfg.runbook_files {
         let text = std::fs::read_to_string(p)
             .with_context(|| format!("runbook_files: {}", p.display()))?;
-        let rb = Runbook::parse(&p.display().to_string(), &text, &rules)?;
-        rules = rules.overridden_by(rb.rules());
+        let rb = Runbook::parse_with(&p.display().to_string(), &text, book.rules(), &cfg.checks)?;
+        book = book.with_runbook(&rb);
     }
-    Ok(rules)
+    Ok(book)
+}
+
+/// The spend source of the budget gate (none without a budget).
+#[must_use]
+pub fn spend_source(cfg: &Config) -> SpendSource {
+    cfg.budget
+        .as_ref()
+        .map_or(SpendSource::None, |b| b.spend.clone())
+}
+
+/// The cluster Runbook lister when `runbooks.from_cluster` is on; a kube client that
+/// cannot be built is [`ClusterUnavailable`] (exit 69), because the operator asked for
+/// cluster Runbooks and silently running without them would ignore that.
+pub async fn runbook_lister(cfg: &Config) -> anyhow::Result<Option<RunbookLister>> {
+    let Some(rc) = &cfg.cluster_runbooks else {
+        return Ok(None);
+    };
+    let client = kube::Client::try_default()
+        .await
+        .map_err(|e| ClusterUnavailable(format!("runbooks.from_cluster: {e}")))?;
+    Ok(Some(RunbookLister::new(client, rc.namespace.as_deref())))
+}
+
+/// One poll of the cluster's Runbooks: list, convert (skipping invalid objects, keeping
+/// their last good version), and swap the rule book when the listing changed. A failed
+/// list keeps the current book.
+pub async fn poll_runbooks_once(
+    lister: &RunbookLister,
+    cluster: &mut ClusterRunbooks,
+    base: &RuleBook,
+    checks: &Checks,
+    handle: &RuleBookHandle,
+) {
+    match lister.list().await {
+        Ok(listing) => {
+            let report = cluster.apply(&listing, base.rules(), checks);
+            for bad in &report.invalid {
+                tracing::warn!(namespace = %bad.namespace, name = %bad.name,
+                    kept_last_good = bad.kept_last_good, errors = %bad.errors,
+                    "invalid Runbook in the cluster");
+            }
+            if report.changed {
+                handle.replace(cluster.rule_book(base.clone()));
+                tracing::info!(runbooks = ?report.loaded,
+                    resource_version = listing.resource_version.as_deref().unwrap_or("-"),
+                    "cluster Runbooks loaded");
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "listing cluster Runbooks failed; keeping the current rules");
+        }
+    }
+}
+
+/// Polls the cluster's Runbooks every `rc.interval` for as long as the server runs,
+/// starting at once; `base` is the file rule book the cluster Runbooks go ahead of.
+#[must_use = "dropping the handle detaches the poller; keep it for the server's lifetime"]
+pub fn spawn_runbook_poller(
+    lister: RunbookLister,
+    rc: &ClusterRunbooksConfig,
+    base: RuleBook,
+    checks: Checks,
+    handle: RuleBookHandle,
+) -> tokio::task::JoinHandle<()> {
+    let interval = rc.interval;
+    tokio::spawn(async move {
+        let mut cluster = ClusterRunbooks::new();
+        loop {
+            poll_runbooks_once(&lister, &mut cluster, &base, &checks, &handle).await;
+            tokio::time::sleep(interval).await;
+        }
+    })
 }
 
 /// The server settings the config asks for.
@@ -92,7 +178,7 @@ impl std::fmt::Display for ClusterUnavailable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(
             f,
-            "executors: kube needs a Kubernetes API server: {} (in a pod: the service account; elsewhere: KUBECONFIG or ~/.kube/config)",
+            "executors: kube and runbooks.from_cluster need a Kubernetes API server: {} (in a pod: the service account; elsewhere: KUBECONFIG or ~/.kube/config)",
             self.0
         )
     }
@@ -123,5 +209,6 @@ pub async fn executors(cfg: &Config, clock: &Arc<dyn Clock>) -> anyhow::Result<E
         };
         ex.workflows = Some(Arc::new(GiteaDispatcher::new(&g.url, &token, g.timeout)?));
     }
+    crate::platform::add_executors(&mut ex, cfg.unseal.as_ref(), cfg.jetstream.as_ref())?;
     Ok(ex)
 }

@@ -2,8 +2,14 @@
 //! captured in `shared/fixtures/alertmanager/` (auth, body limit, bad JSON, queued plans),
 //! running the whole remediation loop over fake ports (`sre_remediation::testing`
 //! workloads, a scripted metrics port on a manual clock, a local HTTP escalation receiver,
-//! a real evidence file), and on `SRE_TEST_WEBHOOK_PORT` receiving the real Alertmanager of `cargo xtask services
-//! up`, which posts the always-firing `SreTestAlwaysFiring` group with its bearer token.
+//! a real evidence file), on `SRE_TEST_WEBHOOK_PORT` receiving the real Alertmanager of
+//! `cargo xtask services up`, which posts the always-firing `SreTestAlwaysFiring` group
+//! with its bearer token, and (`alerting`) behind a Prometheus rule of its own: a metric
+//! the test serves fires the rule, the test's own Alertmanager posts it, the webhook acts,
+//! and Prometheus verifies the recovery, or the rollback and escalation.
+
+#[path = "webhook/alerting.rs"]
+mod alerting;
 
 use remediation_webhook::config::BearerToken;
 use remediation_webhook::notify::HttpNotifier;
@@ -306,24 +312,10 @@ async fn the_real_alertmanager_delivers_the_always_firing_alert_with_its_token()
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
         .await
         .unwrap_or_else(|e| panic!("bind 127.0.0.1:{port} (is another webhook running?): {e}"));
-    // One server on the port Alertmanager posts to (one test binds it): the remediation
-    // loop over fake workloads, verified by the real Prometheus, with a Runbook ahead of
-    // the built-in rules. The always-firing alert is unmatched and never acts.
-    let dir = tempfile::tempdir().expect("tempdir");
-    let (hook, escalations) = escalation_receiver().await;
-    let run_id = format!("{}", std::process::id());
-    let ok = WorkloadRef::new(WorkloadKind::Deployment, "sre-e2e", format!("ok-{run_id}"));
-    let stuck = WorkloadRef::new(
-        WorkloadKind::Deployment,
-        "sre-e2e",
-        format!("stuck-{run_id}"),
-    );
-    let fake = Arc::new(
-        FakeWorkloads::new()
-            .with_replicas(&ok, 3)
-            .with_replicas(&stuck, 3),
-    );
-    let base = e2e_server(listener, &token, fake.clone(), &hook, dir.path());
+    // One server on the port Alertmanager posts to (one test binds it). The always-firing
+    // alert is unmatched and never acts; acting and verifying on a real rule is
+    // `alerting`'s part, on a Prometheus and Alertmanager of its own.
+    let base = serve(listener, &token, Arc::new(SystemClock::new()));
 
     // group_wait and group_interval are 1s and the group is re-sent every 5s: a bounded
     // wait for delivery, not a latency assertion.
@@ -370,10 +362,6 @@ async fn the_real_alertmanager_delivers_the_always_firing_alert_with_its_token()
                 metrics.contains(r#"sre_remediation_actions_blocked_total{reason="unmatched"}"#),
                 "{metrics}"
             );
-            alertmanager_to_verified_actions(&base, &token, &run_id, &fake, &ok, &stuck).await;
-            let posts = escalations.lock().expect("lock").clone();
-            assert_eq!(posts.len(), 1, "only the stuck one escalates: {posts:?}");
-            assert_eq!(posts[0]["channel"], "sre-e2e");
             return;
         }
         last = runs;
@@ -382,148 +370,6 @@ async fn the_real_alertmanager_delivers_the_always_firing_alert_with_its_token()
     panic!(
         "no SreTestAlwaysFiring delivery from Alertmanager within 60 s on port {port}; runs: {last}"
     );
-}
-
-/// The webhook for the real-Alertmanager test: fake workloads, the real Prometheus as
-/// verifier, escalations to `hook`, evidence in `dir`, and the `e2e-stuck` Runbook (for
-/// `HighMemoryUsage` with `e2e=stuck`) ahead of the built-in rules.
-fn e2e_server(
-    listener: tokio::net::TcpListener,
-    token: &str,
-    fake: Arc<FakeWorkloads>,
-    hook: &str,
-    dir: &std::path::Path,
-) -> String {
-    let base = format!("http://{}", listener.local_addr().expect("bound address"));
-    let prometheus = test_env("SRE_TEST_PROMETHEUS_URL");
-    let ports = Ports {
-        clock: Arc::new(SystemClock::new()),
-        verifier: Some(Verifier {
-            query: Arc::new(
-                sre_adapter_prometheus::PrometheusClient::new(&prometheus, Duration::from_secs(5))
-                    .expect("prometheus client"),
-            ),
-            sleeper: Arc::new(remediation_webhook::server::TokioSleeper),
-            interval: Duration::from_millis(500),
-        }),
-        executors: Executors {
-            workloads: Some(fake),
-            notifier: Some(Arc::new(
-                HttpNotifier::new(hook, Duration::from_secs(5)).expect("notifier"),
-            )),
-            ..Executors::default()
-        },
-        evidence: Some(Arc::new(
-            FileEvidenceLog::open(dir.join("evidence.jsonl")).expect("evidence log"),
-        )),
-    };
-    let builtin = RuleSet::builtin().expect("built-in rules are valid");
-    // `vector(1)` is never empty: on the real Prometheus this verification cannot hold.
-    let runbook = sre_remediation::runbook::Runbook::parse(
-        "e2e-stuck.yaml",
-        "apiVersion: catalyst.openova.io/v1alpha1
-kind: Runbook
-metadata: {name: e2e-stuck, namespace: sre-e2e}
-spec:
-  triggers: [{alertName: HighMemoryUsage, matchers: [e2e=stuck]}]
-  steps: [{action: {kind: scale_up, step: 1, max_replicas: 10}}]
-  verify: {query: 'vector(1)', expect: empty, timeout: 3s}
-  rollback: page-sre-e2e
-",
-        &builtin,
-    )
-    .unwrap_or_else(|e| panic!("{e}"));
-    let settings = Settings {
-        token: BearerToken::new(token).expect("non-empty"),
-        policy: policy(),
-        dry_run: false,
-        max_body_bytes: 64 * 1024,
-        queue_capacity: 16,
-        runs_kept: 100,
-    };
-    let state = AppState::new(
-        settings,
-        builtin.overridden_by(runbook.rules()),
-        sre_core::telemetry::metrics_registry(),
-        ports,
-    );
-    let app = start(state);
-    tokio::spawn(async move { axum::serve(listener, app).await });
-    base
-}
-
-/// Pushes two `HighMemoryUsage` alerts into the real Alertmanager (its v2 API), which
-/// groups and posts them to the webhook: `e2e=ok` goes through the built-in rule, whose
-/// verification the real Prometheus answers with no series (holds); `e2e=stuck` goes
-/// through the Runbook, whose `vector(1)` never clears: rollback and escalation.
-async fn alertmanager_to_verified_actions(
-    base: &str,
-    token: &str,
-    run_id: &str,
-    fake: &FakeWorkloads,
-    ok: &WorkloadRef,
-    stuck: &WorkloadRef,
-) {
-    let am = test_env("SRE_TEST_ALERTMANAGER_URL");
-    let now = chrono::Utc::now();
-    let alert = |e2e: &str, deployment: &str| {
-        json!({
-            "labels": {
-                "alertname": "HighMemoryUsage",
-                "namespace": "sre-e2e",
-                "deployment": deployment,
-                "e2e": e2e,
-                "run": run_id,
-            },
-            "annotations": {"summary": "sre e2e"},
-            "startsAt": now.to_rfc3339(),
-            "endsAt": (now + chrono::Duration::seconds(60)).to_rfc3339(),
-        })
-    };
-    let resp = reqwest::Client::new()
-        .post(format!("{am}/api/v2/alerts"))
-        .json(&json!([alert("ok", &ok.name), alert("stuck", &stuck.name)]))
-        .send()
-        .await
-        .expect("alertmanager");
-    assert!(resp.status().is_success(), "{}", resp.status());
-
-    // Delivery (group_wait 1s), then the loops: the stuck one runs its 3 s verification.
-    let mut last = Value::Null;
-    for _ in 0..120 {
-        let (_, runs) = get(base, "/runs", token).await;
-        let entries: Vec<Value> = runs["runs"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .filter(|r| r["state"] == "done")
-            .flat_map(|r| r["plan"].as_array().cloned().unwrap_or_default())
-            .filter(|e| e["alertname"] == "HighMemoryUsage" && e.get("execution").is_some())
-            .collect();
-        let find = |name: &str| {
-            entries
-                .iter()
-                .find(|e| e["target"]["name"] == name)
-                .cloned()
-        };
-        if let (Some(good), Some(bad)) = (find(&ok.name), find(&stuck.name)) {
-            assert_eq!(good["rule"], "control-plane/high-memory", "{good}");
-            assert_eq!(good["execution"]["result"], "executed", "{good}");
-            assert_eq!(good["verification"]["result"], "holds", "{good}");
-            assert!(good.get("escalation").is_none(), "{good}");
-            assert_eq!(bad["rule"], "runbook/sre-e2e/e2e-stuck", "{bad}");
-            assert_eq!(bad["execution"]["result"], "executed", "{bad}");
-            assert_eq!(bad["verification"]["result"], "timed_out", "{bad}");
-            assert_eq!(bad["rollback_result"]["result"], "done", "{bad}");
-            assert_eq!(bad["escalation"]["to"], "sre-e2e", "{bad}");
-            assert_eq!(fake.replicas(ok), Some(4), "scaled up and kept");
-            assert_eq!(fake.replicas(stuck), Some(3), "scaled up and rolled back");
-            return;
-        }
-        last = runs;
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-    panic!("the pushed alerts were not remediated and verified within 60 s; runs: {last}");
 }
 
 /// Answers every query with the same value: an empty vector (the problem is gone) or one
@@ -846,8 +692,12 @@ fn kube_executors_without_a_cluster_exit_69() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.status.code(), Some(69), "{text}");
+    // The wording names what needs the cluster (`executors: kube`, and cluster Runbooks
+    // when configured): match the parts that must be there, not the whole sentence.
     assert!(
-        text.contains("executors: kube needs a Kubernetes API server"),
+        text.contains("executors: kube")
+            && text.contains("need")
+            && text.contains("a Kubernetes API server"),
         "{text}"
     );
 }

@@ -3,7 +3,14 @@
 //! the secret is not due), and every secret's status is refreshed into the metrics.
 //! Time comes from the injected [`Clock`]; a failing secret backs off (doubling from one
 //! tick, at most 10 ticks) without holding up the others.
+//!
+//! After a promotion the consumers are moved through the optional [`ConsumerRefresh`]
+//! (see [`crate::consumers`]): a secret whose consumers have not moved yet is not driven,
+//! so its previous version is retired only after the overlap window *and* the refresh.
+//! Without a refresher (no Kubernetes client) nothing is refreshed, retirement follows
+//! the overlap alone, and the metrics say `no_kube_client`.
 
+use crate::consumers::{ConsumerRefresh, ConsumerStatus, Refreshes};
 use crate::metrics::RotationMetrics;
 use chrono::{DateTime, Utc};
 use sre_core::Clock;
@@ -12,12 +19,15 @@ use sre_core::ports::SecretStore;
 use sre_rotation::config::CertificateSpec;
 use sre_rotation::drive::{self, StopAt, error_chain};
 use sre_rotation::plan::Step;
-use sre_rotation::run::Ports;
+use sre_rotation::run::{self, Ports};
 use sre_rotation::{CredentialTarget, ManagedSecret};
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The restart coalescing window when none is configured.
+pub const DEFAULT_RESTART_WINDOW: Duration = Duration::from_mins(1);
 
 /// One managed secret and the target that accepts its credential (`None`: a class with
 /// no executor in this build; reported, not rotated).
@@ -32,6 +42,8 @@ struct Slot {
     managed: Managed,
     failures: u32,
     not_before: DateTime<Utc>,
+    /// Whether the persisted state was looked at for a refresh owed from before a restart.
+    seen: bool,
 }
 
 /// The controller: the ports, the secrets and what it knows between ticks (only
@@ -44,6 +56,8 @@ pub struct Controller {
     tick: Duration,
     backoff: Backoff,
     certificates: BTreeMap<String, CertificateSpec>,
+    refresher: Option<Arc<dyn ConsumerRefresh>>,
+    refreshes: Refreshes,
 }
 
 impl Controller {
@@ -61,6 +75,7 @@ impl Controller {
                 managed,
                 failures: 0,
                 not_before: DateTime::<Utc>::MIN_UTC,
+                seen: false,
             })
             .collect();
         let factor = NonZeroU32::MIN.saturating_add(1);
@@ -72,7 +87,22 @@ impl Controller {
             tick,
             backoff: Backoff::new(tick, factor, tick.saturating_mul(10), Jitter::None),
             certificates: BTreeMap::new(),
+            refresher: None,
+            refreshes: Refreshes::new(DEFAULT_RESTART_WINDOW),
         }
+    }
+
+    /// Moves consumers through `refresher` after each promotion, coalescing Deployment
+    /// restarts over `restart_window`. `None`: no Kubernetes client (reported).
+    #[must_use]
+    pub fn with_consumers(
+        mut self,
+        refresher: Option<Arc<dyn ConsumerRefresh>>,
+        restart_window: Duration,
+    ) -> Self {
+        self.refresher = refresher;
+        self.refreshes = Refreshes::new(restart_window);
+        self
     }
 
     /// Adds the expiry of observe-only secrets (svid, tls), exported every tick.
@@ -87,39 +117,67 @@ impl Controller {
     pub async fn tick(&mut self) -> Duration {
         let now = self.clock.wall();
         let mut next = now + chrono::Duration::from_std(self.tick).unwrap_or_default();
+        let refreshing = self.refresher.is_some();
         for slot in &mut self.slots {
             let s = &slot.managed.secret;
             if let Some(target) = &slot.managed.target
                 && slot.not_before <= now
             {
+                if refreshing && !slot.seen {
+                    // A refresh owed from before a restart: the persisted state is still
+                    // inside its overlap window.
+                    if let Ok((state, _, _)) = run::load(self.store.as_ref(), &s.path).await {
+                        slot.seen = true;
+                        if let (Some(cur), Some(at), Some(_)) =
+                            (state.current, state.rotated_at, &state.previous)
+                        {
+                            self.refreshes.note(s, cur, at);
+                        }
+                    }
+                }
                 let ports = Ports {
                     store: self.store.as_ref(),
                     target: target.as_ref(),
                 };
-                match drive::drive(ports, s, now, StopAt::Quiet).await {
-                    Ok(report) => {
-                        slot.failures = 0;
-                        for step in &report.steps {
-                            match step {
-                                Step::Promote { .. } => self.metrics.attempt(&s.name, "rotated"),
-                                Step::DropPending { .. } => {
-                                    self.metrics.attempt(&s.name, "aborted");
+                if refreshing && self.refreshes.holds(&s.name) {
+                    tracing::debug!(secret = %s.name, "held until its consumers have moved");
+                } else {
+                    match drive::drive(ports, s, now, StopAt::Quiet).await {
+                        Ok(report) => {
+                            slot.failures = 0;
+                            let mut promoted = false;
+                            for step in &report.steps {
+                                match step {
+                                    Step::Promote { .. } => {
+                                        promoted = true;
+                                        self.metrics.attempt(&s.name, "rotated");
+                                    }
+                                    Step::DropPending { .. } => {
+                                        self.metrics.attempt(&s.name, "aborted");
+                                    }
+                                    _ => {}
                                 }
-                                _ => {}
+                            }
+                            let st = &report.state;
+                            if refreshing
+                                && (promoted || st.previous.is_some())
+                                && let (Some(cur), Some(at)) = (st.current, st.rotated_at)
+                            {
+                                self.refreshes.note(s, cur, at);
+                            }
+                            if let Some(w) = report.wake_at.filter(|w| *w > now) {
+                                next = next.min(w);
                             }
                         }
-                        if let Some(w) = report.wake_at.filter(|w| *w > now) {
-                            next = next.min(w);
+                        Err(e) => {
+                            slot.failures = slot.failures.saturating_add(1);
+                            let wait = self.backoff.cap(slot.failures - 1);
+                            slot.not_before =
+                                now + chrono::Duration::from_std(wait).unwrap_or_default();
+                            self.metrics.attempt(&s.name, "failed");
+                            tracing::warn!(secret = %s.name, kind = e.kind(), error = %error_chain(&e),
+                                retry_in = ?wait, "rotation step failed; backing off");
                         }
-                    }
-                    Err(e) => {
-                        slot.failures = slot.failures.saturating_add(1);
-                        let wait = self.backoff.cap(slot.failures - 1);
-                        slot.not_before =
-                            now + chrono::Duration::from_std(wait).unwrap_or_default();
-                        self.metrics.attempt(&s.name, "failed");
-                        tracing::warn!(secret = %s.name, kind = e.kind(), error = %error_chain(&e),
-                            retry_in = ?wait, "rotation step failed; backing off");
                     }
                 }
             }
@@ -129,9 +187,45 @@ impl Controller {
                 self.metrics.observe_certificate(&s.name, cert, now);
             }
         }
+        if let Some(at) = self.refresh_consumers(now).await {
+            next = next.min(at.max(now));
+        }
         (next - self.clock.wall())
             .to_std()
             .unwrap_or(Duration::ZERO)
+    }
+
+    /// Moves the consumers owed a refresh (when there is a refresher) and exports where
+    /// every secret's consumers stand; returns when a held-back rollout becomes due.
+    async fn refresh_consumers(&mut self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut next_at = None;
+        if let Some(refresher) = &self.refresher {
+            let report = self.refreshes.run(refresher.as_ref(), now).await;
+            self.metrics
+                .refreshes("externalsecret", "ok", report.synced.len());
+            self.metrics
+                .refreshes("deployment", "ok", report.restarted.len());
+            for (what, error) in &report.failed {
+                let kind = if what.starts_with("deployment/") {
+                    "deployment"
+                } else {
+                    "externalsecret"
+                };
+                self.metrics.refreshes(kind, "failed", 1);
+                tracing::warn!(consumer = %what, error = %error, "consumer refresh failed; retirement held, retrying next tick");
+            }
+            next_at = report.next_at;
+        }
+        for slot in &self.slots {
+            let s = &slot.managed.secret;
+            let status = match &self.refresher {
+                _ if s.consumers.is_empty() => ConsumerStatus::None,
+                None => ConsumerStatus::NoKubeClient,
+                Some(_) => self.refreshes.status(s),
+            };
+            self.metrics.observe_consumers(&s.name, status);
+        }
+        next_at
     }
 
     /// Ticks until `shutdown` resolves; a step in flight finishes first, so a shutdown
@@ -271,5 +365,148 @@ mod tests {
             text.contains("sre_rotation_current_version{secret=\"db\"} 2"),
             "{text}"
         );
+    }
+
+    fn has(reg: &sre_core::telemetry::Registry, line: &str) -> bool {
+        let text = render(reg);
+        assert!(text.contains(line), "missing {line}:\n{text}");
+        true
+    }
+
+    // One scenario, promotion to retirement, reads best as one function.
+    #[allow(clippy::too_many_lines)]
+    #[tokio::test]
+    async fn consumers_move_once_per_workload_and_retirement_waits_for_them() {
+        use crate::consumers::fake::{FakeKube, secret_with};
+        let store = Arc::new(MemSecretStore::new());
+        let clock = ManualClock::at_epoch();
+        let mut reg = sre_core::telemetry::metrics_registry();
+        let metrics = RotationMetrics::register(&mut reg);
+        let kube = Arc::new(FakeKube::default());
+        let db = secret_with(
+            "db",
+            &["deployment/billing/api", "externalsecret/billing/db"],
+        );
+        let tok = secret_with(
+            "tok",
+            &["deployment/billing/api", "externalsecret/billing/tok"],
+        );
+        let mut c = Controller::new(
+            store.clone(),
+            [db.clone(), tok]
+                .into_iter()
+                .map(|secret| Managed {
+                    secret,
+                    target: Some(Arc::new(Always) as Arc<dyn CredentialTarget>),
+                })
+                .collect(),
+            Arc::new(clock.clone()),
+            metrics,
+            Duration::from_secs(30),
+        )
+        .with_consumers(Some(kube.clone()), Duration::from_secs(20));
+        let t0 = clock.wall().timestamp();
+        // Both secrets promoted in one tick: ESO syncs at once, the rollout waits 20 s.
+        assert_eq!(c.tick().await, Duration::from_secs(20));
+        assert_eq!(kube.calls().len(), 2, "{:?}", kube.calls());
+        assert!(has(
+            &reg,
+            "sre_rotation_consumers_status{secret=\"db\",status=\"pending\"} 1"
+        ));
+        clock.advance(Duration::from_secs(20));
+        c.tick().await;
+        assert_eq!(
+            kube.calls(),
+            [
+                format!("force-sync externalsecret/billing/db @{t0}"),
+                format!("force-sync externalsecret/billing/tok @{t0}"),
+                format!("restart deployment/billing/api db,tok @{t0}"),
+            ],
+            "one rollout for two secrets"
+        );
+        assert!(has(
+            &reg,
+            "sre_rotation_consumer_refreshes_total{kind=\"deployment\",result=\"ok\"} 1"
+        ));
+        assert!(has(
+            &reg,
+            "sre_rotation_consumer_refreshes_total{kind=\"externalsecret\",result=\"ok\"} 2"
+        ));
+        assert!(has(
+            &reg,
+            "sre_rotation_consumers_status{secret=\"tok\",status=\"refreshed\"} 1"
+        ));
+
+        // The second rotation (t=100) leaves version 1 in its overlap until t=160; the
+        // rollout fails, so version 1 is not retired at t=170.
+        if let Ok(mut f) = kube.fail.lock() {
+            f.insert("deployment/billing/api".into());
+        }
+        clock.advance(Duration::from_secs(80));
+        c.tick().await;
+        clock.advance(Duration::from_secs(70));
+        c.tick().await;
+        assert!(has(
+            &reg,
+            "sre_rotation_consumers_status{secret=\"db\",status=\"failed\"} 1"
+        ));
+        assert!(has(
+            &reg,
+            "sre_rotation_consumer_refreshes_total{kind=\"deployment\",result=\"failed\"} 1"
+        ));
+        let previous = |store: Arc<MemSecretStore>, path: String| async move {
+            run::load(store.as_ref(), &path)
+                .await
+                .map_or_else(|e| panic!("{e}"), |(s, _, _)| s.previous.map(|p| p.version))
+        };
+        assert_eq!(
+            previous(store.clone(), db.path.clone()).await,
+            Some(1),
+            "retirement held"
+        );
+        if let Ok(mut f) = kube.fail.lock() {
+            f.clear();
+        }
+        clock.advance(Duration::from_secs(1));
+        c.tick().await;
+        clock.advance(Duration::from_secs(1));
+        c.tick().await;
+        assert_eq!(
+            previous(store.clone(), db.path.clone()).await,
+            None,
+            "retired after the rollout"
+        );
+        let restarts = kube
+            .calls()
+            .iter()
+            .filter(|c| c.starts_with("restart"))
+            .count();
+        assert_eq!(restarts, 3, "first, failed, retried: {:?}", kube.calls());
+    }
+
+    #[tokio::test]
+    async fn without_a_kube_client_the_metrics_say_consumers_are_not_refreshed() {
+        let store = Arc::new(MemSecretStore::new());
+        let mut reg = sre_core::telemetry::metrics_registry();
+        let metrics = RotationMetrics::register(&mut reg);
+        let mut c = Controller::new(
+            store,
+            vec![Managed {
+                secret: crate::consumers::fake::secret_with("db", &["deployment/a/b"]),
+                target: Some(Arc::new(Always)),
+            }],
+            Arc::new(ManualClock::at_epoch()),
+            metrics,
+            Duration::from_secs(30),
+        );
+        c.tick().await;
+        assert!(has(
+            &reg,
+            "sre_rotation_consumers_status{secret=\"db\",status=\"no_kube_client\"} 1"
+        ));
+        assert!(has(
+            &reg,
+            "sre_rotation_consumers_status{secret=\"db\",status=\"refreshed\"} 0"
+        ));
     }
 }

@@ -3,7 +3,9 @@
 //! tests can run them in-process.
 #![deny(missing_docs)]
 
+pub mod consumers;
 pub mod controller;
+pub mod jwks;
 pub mod metrics;
 pub mod ports;
 pub mod server;

@@ -1,15 +1,18 @@
-//! `rotation-controller`: runs the rotation schedules of the inventory against OpenBao
-//! and serves `/metrics` and `/healthz`. Wiring only: arguments -> config -> token ->
-//! telemetry -> adapters -> controller loop + server; errors map to exit codes (64
-//! usage/config, 69 cannot listen or reach OpenBao's client, 1 other).
+//! `rotation-controller`: runs the rotation schedules of the inventory against OpenBao,
+//! moves consumers (ESO, Reloader-compatible rollouts) when Kubernetes is enabled, and
+//! serves `/metrics`, `/healthz` and the JWKS documents. Wiring only: arguments ->
+//! config -> token -> telemetry -> adapters -> controller loop + server; errors map to
+//! exit codes (64 usage/config, 69 cannot listen or reach OpenBao's client, 1 other).
 
 use clap::Parser;
+use rotation_controller::consumers;
 use rotation_controller::controller::Controller;
+use rotation_controller::jwks::JwksPublisher;
 use rotation_controller::metrics::RotationMetrics;
 use rotation_controller::{ports, server};
-use sre_core::SystemClock;
 use sre_core::config::{EnvOverrides, Source, load};
 use sre_core::telemetry::{self, LogFormat};
+use sre_core::{Clock, SystemClock};
 use sre_rotation::config::{ENV_PREFIX, RawRotationConfig, RotationConfig};
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -83,25 +86,23 @@ fn main() -> ExitCode {
 async fn serve(cfg: &RotationConfig, token: String) -> anyhow::Result<()> {
     let bao = ports::bao_config(cfg, token);
     let (store, secrets) = ports::build(cfg, &bao)?;
+    let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
+    let jwks = Arc::new(JwksPublisher::from_config(cfg, &bao, Arc::clone(&clock))?);
+    let refresher = consumers::connect(&cfg.kubernetes).await;
     let mut registry = telemetry::metrics_registry();
     let metrics = RotationMetrics::register(&mut registry);
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     tracing::info!(listen = %cfg.listen, openbao = %cfg.openbao.address,
         secrets = secrets.len(), tick = ?cfg.tick, "rotation controller up");
-    let controller = Controller::new(
-        store,
-        secrets,
-        Arc::new(SystemClock::new()),
-        metrics,
-        cfg.tick,
-    )
-    .with_certificates(cfg.certificates.clone());
+    let controller = Controller::new(store, secrets, clock, metrics, cfg.tick)
+        .with_certificates(cfg.certificates.clone())
+        .with_consumers(refresher, cfg.kubernetes.restart_window);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let loop_task = tokio::spawn(controller.run(async move {
         let mut rx = stop_rx;
         let _ = rx.wait_for(|stop| *stop).await;
     }));
-    axum::serve(listener, server::router(Arc::new(registry)))
+    axum::serve(listener, server::router(Arc::new(registry), jwks))
         .with_graceful_shutdown(server::shutdown_signal())
         .await?;
     tracing::info!("shutting down: finishing the step in flight");

@@ -2,6 +2,7 @@
 //! secret's inventory name (bounded by the config) and, for results, one of
 //! `sre_rotation::status::RESULT_LABELS`; never versions, paths or ids.
 
+use crate::consumers::ConsumerStatus;
 use chrono::{DateTime, Utc};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
@@ -25,6 +26,8 @@ pub struct RotationMetrics {
     attempts: Family<Labels, Counter>,
     expiry: Family<Labels, Gauge>,
     expiry_status: Family<Labels, Gauge>,
+    consumers: Family<Labels, Gauge>,
+    refreshes: Family<Labels, Counter>,
 }
 
 fn secret_status(name: &str, status: &str) -> Labels {
@@ -95,7 +98,40 @@ impl RotationMetrics {
             "1 for where an observed certificate stands (ok, warn, expired)",
             m.expiry_status.clone(),
         );
+        sub.register(
+            "consumers_status",
+            "1 for where the consumers of the current version stand (none, refreshed, pending, \
+             failed, no_kube_client)",
+            m.consumers.clone(),
+        );
+        sub.register(
+            "consumer_refreshes",
+            "Consumer refresh calls (ESO force-sync, Reloader-compatible rollout) by kind and result",
+            m.refreshes.clone(),
+        );
         m
+    }
+
+    /// Sets the one-hot consumer status of a secret (`no_kube_client` says plainly that
+    /// nobody refreshes its consumers).
+    pub fn observe_consumers(&self, name: &str, status: ConsumerStatus) {
+        for s in ConsumerStatus::ALL {
+            self.consumers
+                .get_or_create(&secret_status(name, s.label()))
+                .set(i64::from(s == status));
+        }
+    }
+
+    /// Counts refresh calls: `kind` is `deployment` or `externalsecret`, `result` is
+    /// `ok` or `failed`.
+    pub fn refreshes(&self, kind: &'static str, result: &'static str, n: usize) {
+        let labels = vec![
+            ("kind".to_owned(), kind.to_owned()),
+            ("result".to_owned(), result.to_owned()),
+        ];
+        self.refreshes
+            .get_or_create(&labels)
+            .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
     /// Sets the age and expiry gauges of an observe-only secret (SPIRE, cert-manager

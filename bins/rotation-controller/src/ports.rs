@@ -3,10 +3,12 @@
 //! `sre rotation` through the same functions in its own wiring.
 
 use anyhow::Context as _;
-use sre_adapter_openbao::{BaoConfig, BaoSecretStore, TransitSigningTarget};
-use sre_adapter_postgres::PgDynamicTarget;
+use sre_adapter_openbao::{
+    BaoConfig, BaoSecretStore, GeneratedTokenTarget, KmsRewrapTarget, TransitSigningTarget,
+};
+use sre_adapter_postgres::{PgDynamicTarget, PgStaticTarget};
 use sre_rotation::CredentialTarget;
-use sre_rotation::config::{RotationConfig, TOKEN_ENV};
+use sre_rotation::config::{RotationConfig, TOKEN_ENV, TargetSpec};
 use std::sync::Arc;
 
 use crate::controller::Managed;
@@ -40,14 +42,10 @@ pub fn build(
     let store = Arc::new(BaoSecretStore::new(bao).context("openbao client")?);
     let mut managed = Vec::new();
     for secret in &cfg.inventory.secrets {
-        let target: Option<Arc<dyn CredentialTarget>> = match cfg.target(&secret.name) {
+        let target = match cfg.target(&secret.name) {
             None => None,
             Some(spec) => {
-                let what = || format!("target of {}", secret.name);
-                let pg = PgDynamicTarget::from_spec(bao, spec).with_context(what)?;
-                let transit = TransitSigningTarget::from_spec(bao, spec).with_context(what)?;
-                pg.map(|t| Arc::new(t) as Arc<dyn CredentialTarget>)
-                    .or_else(|| transit.map(|t| Arc::new(t) as Arc<dyn CredentialTarget>))
+                Some(target(bao, spec).with_context(|| format!("target of {}", secret.name))?)
             }
         };
         managed.push(Managed {
@@ -56,4 +54,68 @@ pub fn build(
         });
     }
     Ok((store, managed))
+}
+
+/// The credential target a validated spec names, one adapter per kind. A kind that no
+/// adapter builds is an error naming it (not a silently unrotated secret); the test
+/// below builds every kind.
+pub fn target(bao: &BaoConfig, spec: &TargetSpec) -> anyhow::Result<Arc<dyn CredentialTarget>> {
+    fn arc<T: CredentialTarget + 'static>(t: T) -> Arc<dyn CredentialTarget> {
+        Arc::new(t)
+    }
+    let built = match spec {
+        TargetSpec::PostgresDynamic { .. } => PgDynamicTarget::from_spec(bao, spec)?.map(arc),
+        TargetSpec::PostgresStatic { .. } => PgStaticTarget::from_spec(bao, spec)?.map(arc),
+        TargetSpec::TransitSigning { .. } => TransitSigningTarget::from_spec(bao, spec)?.map(arc),
+        TargetSpec::Generated { .. } => GeneratedTokenTarget::from_spec(spec)?.map(arc),
+        TargetSpec::KmsRewrap { .. } => KmsRewrapTarget::from_spec(bao, spec)?.map(arc),
+        _ => None,
+    };
+    built.with_context(|| format!("no adapter builds a {} target", spec.kind()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sre_rotation::config::TokenEncoding;
+
+    #[test]
+    fn every_target_kind_builds_an_adapter() {
+        let bao = BaoConfig::new("http://127.0.0.1:8200", "t");
+        let specs = [
+            TargetSpec::PostgresDynamic {
+                database_mount: "database".into(),
+                role: "app".into(),
+                host: "127.0.0.1".into(),
+                port: 5432,
+                dbname: "postgres".into(),
+            },
+            TargetSpec::PostgresStatic {
+                database_mount: "database".into(),
+                role: "svc".into(),
+                host: "127.0.0.1".into(),
+                port: 5432,
+                dbname: "postgres".into(),
+            },
+            TargetSpec::TransitSigning {
+                transit_mount: "transit".into(),
+                key: "release".into(),
+            },
+            TargetSpec::Generated {
+                length: 32,
+                encoding: TokenEncoding::Hex,
+                verify_url: None,
+            },
+            TargetSpec::KmsRewrap {
+                transit_mount: "transit".into(),
+                key: "master".into(),
+                data_keys_path: "kms/data-keys".into(),
+            },
+        ];
+        for spec in &specs {
+            assert!(target(&bao, spec).is_ok(), "{}", spec.kind());
+        }
+        let bad = BaoConfig::new("not a url", "t");
+        assert!(target(&bad, &specs[1]).is_err());
+    }
 }

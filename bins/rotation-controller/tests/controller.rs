@@ -199,6 +199,21 @@ targets:
         .await
         .expect("healthz");
     assert!(health.status().is_success());
+    // No `kubernetes` section: the metrics say nobody refreshes the consumers.
+    assert_eq!(
+        sample(
+            &text,
+            "sre_rotation_consumers_status{secret=\"billing-db\",status=\"no_kube_client\"} "
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    let jwks = http
+        .get(format!("{url}/jwks/billing-db"))
+        .send()
+        .await
+        .expect("jwks");
+    assert_eq!(jwks.status().as_u16(), 404, "a database secret has no JWKS");
 
     // What the controller left in OpenBao: a current version that logs in.
     let store = BaoSecretStore::new(&bao()).expect("store");
@@ -254,4 +269,170 @@ targets:
     );
     let first = logs.lines().next().unwrap_or_default();
     assert!(first.starts_with('{'), "JSON logs: {first}");
+}
+
+/// Serves `router` on a free local port; the server task ends with the test runtime.
+async fn serve(router: axum::Router) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    format!("http://{addr}")
+}
+
+fn kids(doc: &serde_json::Value) -> Vec<String> {
+    doc["keys"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|k| k["kid"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The JWKS endpoint over real HTTP against a real transit key: both versions while the
+/// old one still verifies, only the new one once `min_decryption_version` is raised (after
+/// the cache TTL), 404 for an unknown name, 503 with a JSON error when OpenBao is down.
+// One scenario, rotation to retirement to outage, reads best as one function.
+#[allow(clippy::too_many_lines)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_jwks_endpoint_serves_the_transit_key_versions_that_still_verify() {
+    use rotation_controller::jwks::{JwksPublisher, TransitKeys};
+    use sre_adapter_openbao::BaoKeyring;
+    use sre_core::ManualClock;
+    use std::sync::Arc;
+
+    let mount = unique("jwks-transit");
+    let ring = BaoKeyring::new(&bao(), mount.clone()).expect("client");
+    ring.enable().await.expect("enable transit");
+    let key = unique("jwt");
+    ring.create(&key, "ed25519").await.expect("create key");
+    ring.rotate(&key).await.expect("rotate");
+    let clock = ManualClock::at_epoch();
+    let ring: Arc<dyn TransitKeys> = Arc::new(ring);
+    let publisher = JwksPublisher::new(Duration::from_secs(30), Arc::new(clock.clone()))
+        .with_key("auth-jwt", Arc::clone(&ring), &key)
+        .with_well_known(Some("auth-jwt".into()));
+    let registry = Arc::new(sre_core::telemetry::metrics_registry());
+    let url = serve(rotation_controller::server::router(
+        registry.clone(),
+        Arc::new(publisher),
+    ))
+    .await;
+    let http = reqwest::Client::new();
+
+    let r = http
+        .get(format!("{url}/jwks/auth-jwt"))
+        .send()
+        .await
+        .expect("GET jwks");
+    assert_eq!(r.status().as_u16(), 200);
+    let header = |r: &reqwest::Response, h: &str| {
+        r.headers()
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned()
+    };
+    assert_eq!(header(&r, "cache-control"), "public, max-age=30");
+    assert_eq!(header(&r, "content-type"), "application/jwk-set+json");
+    let doc: serde_json::Value = r.json().await.expect("JSON");
+    assert_eq!(
+        kids(&doc),
+        [format!("{key}-v2"), format!("{key}-v1")],
+        "{doc}"
+    );
+    assert_eq!(doc["keys"][0]["kty"], "OKP");
+    assert_eq!(doc["keys"][0]["crv"], "Ed25519");
+    assert!(
+        doc["keys"][0]["x"].as_str().is_some_and(|x| x.len() == 43),
+        "32-byte key in unpadded base64url: {doc}"
+    );
+    let well_known: serde_json::Value = http
+        .get(format!("{url}/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("GET well-known")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(well_known, doc);
+
+    // Retire version 1 the way the signing target does.
+    BaoKeyring::new(&bao(), mount.clone())
+        .expect("client")
+        .set_min_decryption_version(&key, 2)
+        .await
+        .expect("min_decryption_version");
+    let cached: serde_json::Value = http
+        .get(format!("{url}/jwks/auth-jwt"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(kids(&cached).len(), 2, "still cached within the TTL");
+    clock.advance(Duration::from_secs(30));
+    let doc: serde_json::Value = http
+        .get(format!("{url}/jwks/auth-jwt"))
+        .send()
+        .await
+        .expect("GET")
+        .json()
+        .await
+        .expect("JSON");
+    assert_eq!(
+        kids(&doc),
+        [format!("{key}-v2")],
+        "the retired key is gone: {doc}"
+    );
+
+    let missing = http
+        .get(format!("{url}/jwks/nope"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(missing.status().as_u16(), 404);
+    let err: serde_json::Value = missing.json().await.expect("JSON error");
+    assert!(
+        err["error"].as_str().is_some_and(|e| e.contains("nope")),
+        "{err}"
+    );
+
+    // OpenBao unreachable: 503 with a JSON error, nothing cached is passed off as fresh.
+    let down = sre_adapter_openbao::BaoConfig::new("http://127.0.0.1:1", "t");
+    let dead: Arc<dyn TransitKeys> = Arc::new(BaoKeyring::new(&down, "transit").expect("client"));
+    let url = serve(rotation_controller::server::router(
+        registry,
+        Arc::new(
+            JwksPublisher::new(Duration::from_secs(30), Arc::new(clock.clone()))
+                .with_key("auth-jwt", dead, &key),
+        ),
+    ))
+    .await;
+    let r = http
+        .get(format!("{url}/jwks/auth-jwt"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status().as_u16(), 503);
+    assert_eq!(header(&r, "cache-control"), "no-store");
+    let err: serde_json::Value = r.json().await.expect("JSON error");
+    assert!(
+        err["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("openbao unavailable")),
+        "{err}"
+    );
+    let r = http
+        .get(format!("{url}/.well-known/jwks.json"))
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(r.status().as_u16(), 404, "no well-known key configured");
 }

@@ -1,14 +1,17 @@
 //! `sre rotation`: the status table, one rotation now (or its dry-run plan), and
 //! approvals, over the same config and library code as `rotation-controller`
-//! (`sre_rotation::{config, drive, status, approvals}`).
+//! (`sre_rotation::{config, drive, status, approvals}`) and the controller's own wiring
+//! (`rotation_controller::ports`), so every target kind the controller rotates can be
+//! rotated here too.
 
 use clap::{Args, Subcommand};
-use sre_adapter_openbao::{BaoConfig, BaoSecretStore};
-use sre_adapter_postgres::PgDynamicTarget;
+use rotation_controller::controller::Managed;
+use rotation_controller::ports;
+use sre_adapter_openbao::BaoSecretStore;
 use sre_core::approval::Principal;
 use sre_core::config::{EnvOverrides, Source, load};
 use sre_rotation::approvals::{self, ApprovalStoreError};
-use sre_rotation::config::{ENV_PREFIX, RawRotationConfig, RotationConfig, TOKEN_ENV};
+use sre_rotation::config::{ENV_PREFIX, RawRotationConfig, RotationConfig};
 use sre_rotation::drive::{self, DriveError, StopAt, error_chain};
 use sre_rotation::plan::{Observed, Step};
 use sre_rotation::run::{self, Ports};
@@ -69,19 +72,20 @@ pub fn run(args: &RotationArgs) -> ExitCode {
             return ExitCode::from(64);
         }
     };
-    let token = match read_token(&cfg) {
+    let token = match ports::read_token(&cfg) {
         Ok(t) => t,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{e:#}");
             return ExitCode::from(64);
         }
     };
-    let mut bao = BaoConfig::new(cfg.openbao.address.clone(), token);
-    bao.mount.clone_from(&cfg.openbao.kv_mount);
-    let store = match BaoSecretStore::new(&bao) {
-        Ok(s) => s,
+    let bao = ports::bao_config(&cfg, token);
+    // Every target is built up front, as the controller does: a target spec that no
+    // adapter can build is a config error here too.
+    let (store, managed) = match ports::build(&cfg, &bao) {
+        Ok(b) => b,
         Err(e) => {
-            eprintln!("openbao: {}", error_chain(&e));
+            eprintln!("{e:#}");
             return ExitCode::from(64);
         }
     };
@@ -99,25 +103,11 @@ pub fn run(args: &RotationArgs) -> ExitCode {
         match &args.command {
             RotationCommand::Status => status_table(&cfg, &store).await,
             RotationCommand::Rotate { name, dry_run } => {
-                rotate(&cfg, &bao, &store, name, *dry_run).await
+                rotate(&cfg, &managed, &store, name, *dry_run).await
             }
             RotationCommand::Approve { id, by } => approve(&cfg, &store, id, by).await,
         }
     })
-}
-
-fn read_token(cfg: &RotationConfig) -> Result<String, String> {
-    let text = match &cfg.openbao.token_file {
-        Some(p) => std::fs::read_to_string(p)
-            .map_err(|e| format!("openbao.token_file {}: {e}", p.display()))?,
-        None => std::env::var(TOKEN_ENV)
-            .map_err(|_| format!("no OpenBao token: set {TOKEN_ENV} or openbao.token_file"))?,
-    };
-    let token = text.trim().to_owned();
-    if token.is_empty() {
-        return Err("the OpenBao token is empty".into());
-    }
-    Ok(token)
 }
 
 async fn status_table(cfg: &RotationConfig, store: &BaoSecretStore) -> ExitCode {
@@ -144,7 +134,7 @@ fn drive_exit(e: &DriveError) -> ExitCode {
 
 async fn rotate(
     cfg: &RotationConfig,
-    bao: &BaoConfig,
+    managed: &[Managed],
     store: &BaoSecretStore,
     name: &str,
     dry_run: bool,
@@ -179,27 +169,17 @@ async fn rotate(
         }
         return ExitCode::SUCCESS;
     }
-    let target = match cfg
-        .target(name)
-        .map(|spec| PgDynamicTarget::from_spec(bao, spec))
-    {
-        Some(Ok(Some(t))) => t,
-        Some(Err(e)) => {
-            eprintln!("target of {name}: {}", error_chain(&e));
-            return ExitCode::from(64);
-        }
-        Some(Ok(None)) | None => {
-            eprintln!(
-                "{name} has no target in {}: it cannot be rotated by this build",
-                cfg.openbao.address
-            );
-            return ExitCode::from(64);
-        }
+    let Some(target) = managed
+        .iter()
+        .find(|m| m.secret.name == name)
+        .and_then(|m| m.target.as_deref())
+    else {
+        eprintln!(
+            "{name} has no target in the config: it is reported, not rotated (add one under `targets`)"
+        );
+        return ExitCode::from(64);
     };
-    let ports = Ports {
-        store,
-        target: &target,
-    };
+    let ports = Ports { store, target };
     let report = match drive::drive(ports, &forced, now, StopAt::RotationEnd).await {
         Ok(r) => r,
         Err(e) => return drive_exit(&e),
@@ -248,5 +228,90 @@ async fn approve(cfg: &RotationConfig, store: &BaoSecretStore, id: &str, by: &st
             };
             ExitCode::from(code)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! Against the real OpenBao (`cargo xtask services up`): kinds other than
+    //! `postgres_dynamic` are built through the controller's wiring and rotate here too.
+    use super::*;
+    use sre_core::testing::test_env;
+
+    fn args(config: &std::path::Path, command: RotationCommand) -> RotationArgs {
+        RotationArgs {
+            config: config.to_path_buf(),
+            command,
+        }
+    }
+
+    #[test]
+    fn every_target_kind_of_the_controller_rotates_from_the_cli() {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let tag = format!("sre-test-cli-rot-{}-{nanos}", std::process::id());
+        let dir = std::env::temp_dir().join(&tag);
+        std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+        let token = dir.join("token");
+        std::fs::write(&token, test_env("SRE_TEST_BAO_TOKEN")).unwrap_or_else(|e| panic!("{e}"));
+        let config = dir.join("rotation.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "
+openbao: {{ address: '{addr}', token_file: '{token}' }}
+inventory:
+  secrets:
+    - {{ name: tok, class: api_token, path: {tag}/tok, max_age: 30d, overlap: 1h, owner: o,
+        consumers: [deployment/a/b] }}
+    - {{ name: sign, class: signing_key, path: {tag}/sign, max_age: 30d, overlap: 1h, owner: o,
+        consumers: [deployment/a/b], approval: {{ approvers: [officer], expires_after: 1d }} }}
+targets:
+  tok: {{ kind: generated }}
+  sign: {{ kind: transit_signing, transit_mount: {tag}-transit, key: release }}
+",
+                addr = test_env("SRE_TEST_BAO_ADDR"),
+                token = token.display(),
+            ),
+        )
+        .unwrap_or_else(|e| panic!("{e}"));
+        let rotate = |name: &str, dry_run| {
+            run(&args(
+                &config,
+                RotationCommand::Rotate {
+                    name: name.into(),
+                    dry_run,
+                },
+            ))
+        };
+        assert_eq!(rotate("tok", true), ExitCode::SUCCESS, "dry run");
+        assert_eq!(
+            rotate("tok", false),
+            ExitCode::SUCCESS,
+            "generated token rotated"
+        );
+        // A transit_signing secret reaches the approval gate (not "no target"): 75.
+        assert_eq!(rotate("sign", false), ExitCode::from(75));
+        assert_eq!(rotate("ghost", false), ExitCode::from(65));
+        assert_eq!(
+            run(&args(&config, RotationCommand::Status)),
+            ExitCode::SUCCESS
+        );
+
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap_or_else(|e| panic!("{e}"));
+        let bao = sre_adapter_openbao::BaoConfig::new(
+            test_env("SRE_TEST_BAO_ADDR"),
+            test_env("SRE_TEST_BAO_TOKEN"),
+        );
+        let store = BaoSecretStore::new(&bao).unwrap_or_else(|e| panic!("{e}"));
+        let (state, _, _) = rt
+            .block_on(run::load(&store, &format!("{tag}/tok")))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((state.current, state.rotations), (Some(1), 1), "{state:?}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -3,7 +3,9 @@
 //! subcommand is part of the default build: `crd` renders the CRD from the spec's schema,
 //! `validate` reports every problem with its path, and `run --dry-run` plans the Runbook
 //! with the real engine against a synthetic alert and prints the steps without calling
-//! anything.
+//! anything. Preconditions are shown with their queries ("not evaluated: offline");
+//! with `--prometheus URL` (feature `prometheus`) they are asked of that server, read
+//! only, and the dry run says whether the Runbook would act.
 
 use clap::{Args, Subcommand};
 use sre_remediation::payload::Labels;
@@ -42,6 +44,10 @@ enum RunbookCommand {
         /// Print the steps as JSON instead of text.
         #[arg(long)]
         json: bool,
+        /// Evaluate the preconditions against this Prometheus (read-only queries);
+        /// needs the `prometheus` feature.
+        #[arg(long, value_name = "URL")]
+        prometheus: Option<String>,
     },
 }
 
@@ -81,13 +87,19 @@ pub fn run(args: &RunbookArgs) -> ExitCode {
             dry_run: _,
             labels,
             json,
+            prometheus,
         } => {
             let (rb, builtin) = match load(file) {
                 Ok(x) => x,
                 Err(code) => return code,
             };
             let labels: Labels = labels.iter().cloned().collect();
-            let steps = rb.dry_run(&builtin, &labels);
+            let mut steps = rb.dry_run(&builtin, &labels);
+            if let Some(url) = prometheus
+                && let Err(code) = evaluate(url, &mut steps)
+            {
+                return code;
+            }
             if *json {
                 match serde_json::to_string_pretty(&steps) {
                     Ok(s) => println!("{s}"),
@@ -105,6 +117,84 @@ pub fn run(args: &RunbookArgs) -> ExitCode {
             ExitCode::SUCCESS
         }
     }
+}
+
+/// Asks `url` for every precondition step and rewrites its detail with the answer;
+/// adds a `gate` step saying whether the Runbook would act. Exit 69 when the server
+/// cannot be reached at all, 64 for a bad URL or a build without the feature.
+#[cfg(feature = "prometheus")]
+fn evaluate(url: &str, steps: &mut Vec<runbook::DryRunStep>) -> Result<(), ExitCode> {
+    use sre_remediation::checks;
+    use sre_remediation::ports::MetricsQuery;
+    let client =
+        sre_adapter_prometheus::PrometheusClient::new(url, std::time::Duration::from_secs(10))
+            .map_err(|e| {
+                eprintln!("sre runbook run: --prometheus {url}: {e}");
+                ExitCode::from(64)
+            })?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| {
+            eprintln!("sre runbook run: {e}");
+            ExitCode::from(70)
+        })?;
+    let mut blocked = None;
+    let mut out = Vec::with_capacity(steps.len() + 1);
+    for mut s in steps.drain(..) {
+        if let Some(c) = &s.check {
+            let verdict = match &c.query {
+                Err(e) => Err(e.clone()),
+                Ok(q) => rt.block_on(async {
+                    let answer = client.instant(q).await;
+                    if let Err(e) = &answer
+                        && e.is_retryable()
+                    {
+                        eprintln!("sre runbook run: {url}: {e}");
+                    }
+                    checks::judge(c.check.spec.expect, &answer)
+                }),
+            };
+            s.detail = match (&c.query, &verdict) {
+                (Ok(q), Ok(())) => format!("{}: {q}: holds", c.check.name),
+                (Ok(q), Err(why)) => format!("{}: {q}: FAILS: {why}", c.check.name),
+                (Err(_), Err(why)) => format!("{}: FAILS: {why}", c.check.name),
+                (Err(why), Ok(())) => format!("{}: {why}", c.check.name),
+            };
+            if let (Err(why), None) = (&verdict, &blocked) {
+                blocked = Some(format!("blocked by {}: {why}", c.check.name));
+            }
+        }
+        if s.step == "match" && !out.is_empty() {
+            // The previous trigger's gate ends where the next trigger starts.
+            out.push(gate_step(blocked.take()));
+        }
+        out.push(s);
+    }
+    out.push(gate_step(blocked));
+    *steps = out;
+    Ok(())
+}
+
+#[cfg(feature = "prometheus")]
+fn gate_step(blocked: Option<String>) -> runbook::DryRunStep {
+    runbook::DryRunStep {
+        step: "gate",
+        detail: blocked.map_or_else(
+            || "preconditions hold: the webhook would act".to_owned(),
+            |b| format!("{b}: the webhook would NOT act and would escalate"),
+        ),
+        check: None,
+    }
+}
+
+#[cfg(not(feature = "prometheus"))]
+fn evaluate(_url: &str, _steps: &mut Vec<runbook::DryRunStep>) -> Result<(), ExitCode> {
+    eprintln!(
+        "sre runbook run --prometheus: this build has no Prometheus client; \
+         rebuild with `--features prometheus` (without the flag the dry run stays offline)"
+    );
+    Err(ExitCode::from(64))
 }
 
 fn load(file: &Path) -> Result<(Runbook, RuleSet), ExitCode> {
@@ -162,6 +252,65 @@ spec:
         assert_eq!(load(&missing).err(), Some(ExitCode::from(66)));
         let _ = std::fs::remove_file(ok);
         let _ = std::fs::remove_file(bad);
+    }
+
+    #[test]
+    fn offline_dry_run_shows_each_check_with_its_query() {
+        let ok = file("offline.yaml", SEED);
+        let (rb, builtin) = load(&ok).unwrap_or_else(|_| panic!("seed must validate"));
+        let steps = rb.dry_run(&builtin, &Labels::new());
+        let pre: Vec<&str> = steps
+            .iter()
+            .filter(|s| s.step == "precondition")
+            .map(|s| s.detail.as_str())
+            .collect();
+        assert_eq!(
+            pre,
+            [
+                r#"spire.server.healthy: up{job="spire-server"} == 1 expect NonEmpty (not evaluated: offline)"#
+            ]
+        );
+        let _ = std::fs::remove_file(ok);
+    }
+
+    /// Against the REAL Prometheus of the test servers: `vector(1)` holds, a selector
+    /// that matches nothing blocks.
+    #[cfg(feature = "prometheus")]
+    #[test]
+    fn prometheus_evaluates_preconditions() {
+        use sre_remediation::checks::{CheckSpec, NamedCheck};
+        use sre_remediation::rules::{Expect, Template};
+        let url = sre_core::testing::test_env("SRE_TEST_PROMETHEUS_URL");
+        let step = |name: &str, q: &str| runbook::DryRunStep {
+            step: "precondition",
+            detail: String::new(),
+            check: Some(runbook::DryRunCheck {
+                check: NamedCheck {
+                    name: name.into(),
+                    spec: CheckSpec {
+                        query: Some(Template::new(q)),
+                        expect: Expect::NonEmpty,
+                    },
+                },
+                query: Ok(q.into()),
+            }),
+        };
+        let mut steps = vec![step("a", "vector(1)")];
+        evaluate(&url, &mut steps).unwrap_or_else(|_| panic!("evaluated"));
+        assert_eq!(steps[0].detail, "a: vector(1): holds");
+        assert_eq!(steps[1].detail, "preconditions hold: the webhook would act");
+        let mut steps = vec![
+            step("a", "vector(1)"),
+            step("b", r#"up{job="nonexistent"}"#),
+        ];
+        evaluate(&url, &mut steps).unwrap_or_else(|_| panic!("evaluated"));
+        assert!(steps[1].detail.contains("FAILS"), "{steps:#?}");
+        assert!(
+            steps[2]
+                .detail
+                .starts_with("blocked by b: expected at least one series"),
+            "{steps:#?}"
+        );
     }
 
     #[test]

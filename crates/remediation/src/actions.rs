@@ -1,5 +1,6 @@
 //! The ports remediation acts through: named by intent (scale, restart, roll back, evict,
-//! renew, notify), free of any SDK type, so that the engine's plan can be carried out by
+//! renew, notify, unseal, add a consumer replica, read a `Gslb`, fail a Service over to
+//! its backup), free of any SDK type, so that the engine's plan can be carried out by
 //! the kube adapter in production and by the in-memory fakes in tests.
 //!
 //! Every mutating call takes a [`Mode`] and answers an [`ActionOutcome`] that says whether
@@ -278,6 +279,266 @@ pub trait WorkflowDispatch: Send + Sync {
     ) -> Result<ActionOutcome, PortError>;
 }
 
+/// One OpenBao server (a pod of the `StatefulSet`), as the `OpenBaoSealed` alert names it.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct BaoInstance {
+    /// The namespace it runs in, when the rule's target has one (adapters fill it into
+    /// their address template).
+    pub namespace: Option<String>,
+    /// The instance (pod) name.
+    pub name: String,
+}
+
+impl BaoInstance {
+    /// Builds a reference (tests, runbooks).
+    #[must_use]
+    pub fn new(namespace: Option<&str>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.map(Into::into),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for BaoInstance {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "openbao {ns}/{}", self.name),
+            None => write!(f, "openbao {}", self.name),
+        }
+    }
+}
+
+/// Unsealing an OpenBao server with key shares from an attested source (the handbook's
+/// "auto-unseal via SPIRE-attested unseal keys"), so that a restarted pod serves secrets
+/// again without a human typing shares at 3 a.m.
+///
+/// Implementations read the seal status first; a sealed instance gets key shares until it
+/// reports unsealed. The call is idempotent: an instance already unsealed answers
+/// `changed: false` and nothing is submitted. A dry run reports the shares available
+/// against the threshold (the runbook's `openbao.unseal.shamir.shares.available`
+/// precondition) and submits nothing. Fewer shares than the threshold is an error before
+/// any share is sent, and no share ever appears in an outcome, error or log line.
+#[async_trait]
+pub trait Unsealer: Send + Sync {
+    /// Unseals `instance` if it is sealed.
+    async fn unseal(&self, instance: &BaoInstance, mode: Mode) -> Result<ActionOutcome, PortError>;
+}
+
+/// A JetStream consumer, `stream/consumer` in the rule file.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct ConsumerRef {
+    /// The stream the consumer reads.
+    pub stream: String,
+    /// The consumer's (durable) name.
+    pub consumer: String,
+}
+
+impl ConsumerRef {
+    /// Builds a reference (tests, runbooks).
+    #[must_use]
+    pub fn new(stream: impl Into<String>, consumer: impl Into<String>) -> Self {
+        Self {
+            stream: stream.into(),
+            consumer: consumer.into(),
+        }
+    }
+
+    /// Reads the rule target's name, `stream/consumer`; `None` for any other shape (an
+    /// empty part or a second `/`), since NATS names hold neither.
+    #[must_use]
+    pub fn parse(name: &str) -> Option<Self> {
+        let (stream, consumer) = name.split_once('/')?;
+        let ok = |s: &str| !s.is_empty() && !s.contains('/');
+        (ok(stream) && ok(consumer)).then(|| Self::new(stream, consumer))
+    }
+}
+
+impl fmt::Display for ConsumerRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "consumer {}/{}", self.stream, self.consumer)
+    }
+}
+
+/// JetStream consumers: the handbook's answer to `JetstreamLagHigh` is one more consumer
+/// replica, so that a consumer whose leader's server is overloaded gets a peer to move to.
+///
+/// Implementations read the consumer (its replicas and its lag: pending and
+/// unacknowledged messages, which they put into the outcome's detail so the run record
+/// shows the lag the action was taken against) and its stream, then raise the replica
+/// count by one. They never go beyond `max_replicas` nor beyond the stream's own replica
+/// count (a consumer cannot have more peers than its stream): at either bound they answer
+/// `changed: false` with the reason. A dry run reads and reports, and writes nothing.
+#[async_trait]
+pub trait JetStreamConsumers: Send + Sync {
+    /// Adds one replica to `consumer`, within `max_replicas` and its stream's replicas.
+    async fn add_replica(
+        &self,
+        consumer: &ConsumerRef,
+        max_replicas: u32,
+        mode: Mode,
+    ) -> Result<ActionOutcome, PortError>;
+}
+
+/// How k8gb judges one host of a `Gslb` (`status.serviceHealth`): `Healthy` hosts get
+/// this cluster's addresses in DNS, the others do not.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum HostHealth {
+    /// A backend Service has ready endpoints.
+    Healthy,
+    /// The backend Services exist but none has a ready endpoint.
+    Unhealthy,
+    /// No backend Service was found for the host.
+    NotFound,
+    /// A value this version does not know, kept verbatim rather than guessed.
+    Other(String),
+}
+
+impl HostHealth {
+    /// Reads k8gb's spelling (`Healthy`, `Unhealthy`, `NotFound`); anything else is kept
+    /// as [`HostHealth::Other`] so a newer k8gb shows up in the record instead of failing.
+    #[must_use]
+    pub fn parse(s: &str) -> Self {
+        match s {
+            "Healthy" => Self::Healthy,
+            "Unhealthy" => Self::Unhealthy,
+            "NotFound" => Self::NotFound,
+            other => Self::Other(other.to_owned()),
+        }
+    }
+}
+
+impl fmt::Display for HostHealth {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Healthy => f.write_str("Healthy"),
+            Self::Unhealthy => f.write_str("Unhealthy"),
+            Self::NotFound => f.write_str("NotFound"),
+            Self::Other(s) => f.write_str(s),
+        }
+    }
+}
+
+/// What k8gb reports about one `Gslb` (`k8gb.absa.oss/v1beta1`, its `status`): the
+/// evidence an on-call engineer reads first when `GslbEndpointDown` fires.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct GslbState {
+    /// `status.serviceHealth`: host -> health.
+    pub service_health: BTreeMap<String, HostHealth>,
+    /// `status.healthyRecords`: host -> the addresses k8gb answers with.
+    pub healthy_records: BTreeMap<String, Vec<String>>,
+    /// `status.geoTag`: the cluster (region) that reported this status.
+    pub geo_tag: Option<String>,
+}
+
+impl GslbState {
+    /// The run record's entry for a status check of `namespace/name`: never `changed`
+    /// (the check only reads), the healthy-host count as state, one line per host as detail.
+    #[must_use]
+    pub fn outcome(&self, namespace: &str, name: &str, mode: Mode) -> ActionOutcome {
+        let what = match &self.geo_tag {
+            Some(tag) => format!("Gslb {namespace}/{name} (geoTag {tag})"),
+            None => format!("Gslb {namespace}/{name}"),
+        };
+        let mut hosts: Vec<&String> = self
+            .service_health
+            .keys()
+            .chain(self.healthy_records.keys())
+            .collect();
+        hosts.sort();
+        hosts.dedup();
+        if hosts.is_empty() {
+            return ActionOutcome::unchanged(
+                mode,
+                "no status",
+                format!("{what}: no status yet (k8gb has not reconciled it)"),
+            );
+        }
+        let healthy = hosts
+            .iter()
+            .filter(|h| self.service_health.get(**h) == Some(&HostHealth::Healthy))
+            .count();
+        let lines: Vec<String> = hosts
+            .iter()
+            .map(|h| {
+                let health = self
+                    .service_health
+                    .get(*h)
+                    .map_or_else(|| "no health".to_owned(), ToString::to_string);
+                let records = match self.healthy_records.get(*h) {
+                    Some(r) if !r.is_empty() => r.join(","),
+                    _ => "no records".to_owned(),
+                };
+                format!("{h} {health} -> {records}")
+            })
+            .collect();
+        ActionOutcome::unchanged(
+            mode,
+            format!("healthy={healthy}/{}", hosts.len()),
+            format!(
+                "{what}: {healthy} of {} host(s) healthy; {}",
+                hosts.len(),
+                lines.join("; ")
+            ),
+        )
+    }
+}
+
+/// k8gb's view of a global endpoint, read for `GslbEndpointDown`: the alert says DNS
+/// lost an endpoint, the `Gslb` status says which host and why, so the check records it
+/// and changes nothing (k8gb itself moves DNS once the backends are healthy again).
+#[async_trait]
+pub trait GslbStatus: Send + Sync {
+    /// The `status` of the `Gslb` `namespace/name`; a missing `Gslb` is `NotFound`, one
+    /// not reconciled yet an empty [`GslbState`].
+    async fn gslb_status(&self, namespace: &str, name: &str) -> Result<GslbState, PortError>;
+}
+
+/// Moving a Service's traffic to a backup and back (`QuotaServiceDown`: "failover to
+/// backup"): the Service keeps its name and address, so clients notice nothing but the
+/// pods behind it change.
+///
+/// Failover sets the Service's selector to the backup Service's and saves the original
+/// selector on the Service, so [`ServiceFailover::failback`] restores it exactly, from
+/// any process, after a restart. Implementations refuse (`PortError::Rejected`) before
+/// any write when the backup selects nothing or has no ready endpoint: switching traffic
+/// to nothing would turn a degraded service into a dead one. Both calls are idempotent
+/// (a Service already on the backup, or with nothing to restore, is `changed: false`),
+/// and a dry run validates the write without persisting it.
+#[async_trait]
+pub trait ServiceFailover: Send + Sync {
+    /// Points Service `namespace/service` at the pods of Service `namespace/backup`.
+    async fn failover_to_backup(
+        &self,
+        namespace: &str,
+        service: &str,
+        backup: &str,
+        mode: Mode,
+    ) -> Result<ActionOutcome, PortError>;
+
+    /// Restores the selector saved by the last failover of `namespace/service` and forgets it.
+    async fn failback(
+        &self,
+        namespace: &str,
+        service: &str,
+        mode: Mode,
+    ) -> Result<ActionOutcome, PortError>;
+}
+
+/// A label selector as one line for the run record: `app=quota,tier=api`, `-` when empty.
+#[must_use]
+pub fn selector_line(selector: &BTreeMap<String, String>) -> String {
+    if selector.is_empty() {
+        return "-".to_owned();
+    }
+    selector
+        .iter()
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -307,6 +568,63 @@ mod tests {
             None
         );
         assert_eq!(WorkloadRef::from_target(&target("deployment", None)), None);
+    }
+
+    #[test]
+    fn consumer_refs_parse_only_stream_slash_consumer() {
+        assert_eq!(
+            ConsumerRef::parse("ORDERS/billing"),
+            Some(ConsumerRef::new("ORDERS", "billing"))
+        );
+        for bad in ["ORDERS", "/billing", "ORDERS/", "a/b/c", ""] {
+            assert_eq!(ConsumerRef::parse(bad), None, "{bad}");
+        }
+        assert_eq!(
+            BaoInstance::new(Some("vault"), "openbao-0").to_string(),
+            "openbao vault/openbao-0"
+        );
+    }
+
+    #[test]
+    fn a_gslb_check_changes_nothing_and_names_every_host() {
+        let state = GslbState {
+            service_health: [
+                ("app.example.com".to_owned(), HostHealth::Healthy),
+                ("api.example.com".to_owned(), HostHealth::parse("Unhealthy")),
+            ]
+            .into_iter()
+            .collect(),
+            healthy_records: [(
+                "app.example.com".to_owned(),
+                vec!["10.0.0.1".to_owned(), "10.0.0.2".to_owned()],
+            )]
+            .into_iter()
+            .collect(),
+            geo_tag: Some("eu".into()),
+        };
+        let o = state.outcome("k8gb", "app", Mode::Apply);
+        assert!(!o.changed);
+        assert_eq!(o.after.as_deref(), Some("healthy=1/2"));
+        assert_eq!(
+            o.detail,
+            "Gslb k8gb/app (geoTag eu): 1 of 2 host(s) healthy; \
+             api.example.com Unhealthy -> no records; app.example.com Healthy -> 10.0.0.1,10.0.0.2"
+        );
+        let empty = GslbState::default().outcome("k8gb", "app", Mode::DryRun);
+        assert!(!empty.changed && empty.dry_run);
+        assert!(empty.detail.contains("no status yet"), "{}", empty.detail);
+        assert_eq!(HostHealth::parse("Degraded").to_string(), "Degraded");
+        assert_eq!(HostHealth::parse("NotFound"), HostHealth::NotFound);
+    }
+
+    #[test]
+    fn selectors_print_sorted_or_as_a_dash() {
+        let s: BTreeMap<String, String> = [("tier", "api"), ("app", "quota")]
+            .iter()
+            .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+            .collect();
+        assert_eq!(selector_line(&s), "app=quota,tier=api");
+        assert_eq!(selector_line(&BTreeMap::new()), "-");
     }
 
     #[test]

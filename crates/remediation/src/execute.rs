@@ -4,6 +4,10 @@
 //!
 //! Action kinds that have no executor yet map to [`ExecError::NotSupported`]: the run
 //! record then says so, instead of reporting an action as done that nobody carried out.
+//! Two stay that way on purpose: `rebuild_index` (a Milvus index rebuild belongs to the
+//! planned vector-ops crate, which owns Milvus) and `retry_with_backoff` (re-delivering a
+//! failed webhook needs the application's own delivery log and idempotency keys; a
+//! generic executor would guess).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -13,7 +17,8 @@ use sre_core::PortError;
 use thiserror::Error;
 
 use crate::actions::{
-    ActionOutcome, Certificates, EvictScope, Mode, Notifier, WorkflowDispatch, WorkloadKind,
+    ActionOutcome, BaoInstance, Certificates, ConsumerRef, EvictScope, GslbStatus,
+    JetStreamConsumers, Mode, Notifier, ServiceFailover, Unsealer, WorkflowDispatch, WorkloadKind,
     WorkloadRef, Workloads,
 };
 use crate::plan::{PlanEntry, Verdict};
@@ -112,6 +117,41 @@ pub enum Call {
         channel: String,
         /// What to say.
         message: String,
+    },
+    /// Unseal an OpenBao server with the attested key shares.
+    Unseal {
+        /// The sealed server.
+        instance: BaoInstance,
+    },
+    /// One more replica for a lagging JetStream consumer.
+    AddConsumerReplica {
+        /// The consumer.
+        consumer: ConsumerRef,
+        /// Never beyond this many replicas.
+        max: u32,
+    },
+    /// Read a k8gb `Gslb`'s status into the run record.
+    CheckGslb {
+        /// The Gslb's namespace.
+        namespace: String,
+        /// The Gslb's name.
+        name: String,
+    },
+    /// Point a Service at its backup's pods.
+    FailoverToBackup {
+        /// Namespace of both Services.
+        namespace: String,
+        /// The Service clients use.
+        service: String,
+        /// The Service whose pods take over.
+        backup: String,
+    },
+    /// Restore the selector a failover saved.
+    FailbackFromBackup {
+        /// The Service's namespace.
+        namespace: String,
+        /// The Service that was failed over.
+        service: String,
     },
 }
 
@@ -316,8 +356,58 @@ pub fn call_for(
             channel: channel.as_str().to_owned(),
             message: message.to_owned(),
         },
+        ActionSpec::Unseal {}
+        | ActionSpec::AddConsumerReplica { .. }
+        | ActionSpec::CheckGslb {}
+        | ActionSpec::FailoverToBackup { .. }
+        | ActionSpec::FailbackFromBackup {} => {
+            platform_call(action, target.ok_or(ExecError::MissingTarget(kind))?)?
+        }
         other => return Err(ExecError::NotSupported(other.kind().to_owned())),
     })
+}
+
+/// The calls on platform services rather than workloads: an OpenBao instance to unseal
+/// (target kind `openbao`), a JetStream consumer to give a replica (target kind
+/// `jetstream_consumer`, name `stream/consumer`), a k8gb `Gslb` to read (kind `gslb`) and
+/// a Service to fail over to its backup or back (kind `service`; the backup is a Service
+/// of the same namespace, never the Service itself).
+fn platform_call(action: &ActionSpec, t: &Target) -> Result<Call, ExecError> {
+    let wrong = || ExecError::WrongTarget {
+        action: action.kind(),
+        target: t.to_string(),
+    };
+    match action {
+        ActionSpec::Unseal {} if t.kind == "openbao" => Ok(Call::Unseal {
+            instance: BaoInstance::new(t.namespace.as_deref(), t.name.clone()),
+        }),
+        ActionSpec::AddConsumerReplica { max_replicas } if t.kind == "jetstream_consumer" => {
+            Ok(Call::AddConsumerReplica {
+                consumer: ConsumerRef::parse(&t.name).ok_or_else(wrong)?,
+                max: *max_replicas,
+            })
+        }
+        ActionSpec::CheckGslb {} if t.kind == "gslb" => Ok(Call::CheckGslb {
+            namespace: t.namespace.clone().ok_or_else(wrong)?,
+            name: t.name.clone(),
+        }),
+        ActionSpec::FailoverToBackup { backup } if t.kind == "service" => {
+            let backup = backup.as_str();
+            if backup.is_empty() || backup == t.name {
+                return Err(wrong());
+            }
+            Ok(Call::FailoverToBackup {
+                namespace: t.namespace.clone().ok_or_else(wrong)?,
+                service: t.name.clone(),
+                backup: backup.to_owned(),
+            })
+        }
+        ActionSpec::FailbackFromBackup {} if t.kind == "service" => Ok(Call::FailbackFromBackup {
+            namespace: t.namespace.clone().ok_or_else(wrong)?,
+            service: t.name.clone(),
+        }),
+        _ => Err(wrong()),
+    }
 }
 
 /// The dispatch of a rule applied to an alert (its templates filled, its inputs set).
@@ -351,6 +441,14 @@ pub struct Executors {
     pub notifier: Option<Arc<dyn Notifier>>,
     /// Gitea Actions dispatches.
     pub workflows: Option<Arc<dyn WorkflowDispatch>>,
+    /// OpenBao unseal (attested key shares).
+    pub unsealer: Option<Arc<dyn Unsealer>>,
+    /// JetStream consumer replicas.
+    pub jetstream: Option<Arc<dyn JetStreamConsumers>>,
+    /// k8gb `Gslb` status reads.
+    pub gslb: Option<Arc<dyn GslbStatus>>,
+    /// Service failover to a backup and back.
+    pub services: Option<Arc<dyn ServiceFailover>>,
 }
 
 impl std::fmt::Debug for Executors {
@@ -360,6 +458,10 @@ impl std::fmt::Debug for Executors {
             .field("certificates", &self.certificates.is_some())
             .field("notifier", &self.notifier.is_some())
             .field("workflows", &self.workflows.is_some())
+            .field("unsealer", &self.unsealer.is_some())
+            .field("jetstream", &self.jetstream.is_some())
+            .field("gslb", &self.gslb.is_some())
+            .field("services", &self.services.is_some())
             .finish()
     }
 }
@@ -454,6 +556,37 @@ pub async fn execute(
             let n = port(ports.notifier.as_ref(), "notify", "notifier")?;
             Ok(n.notify(channel, message, mode).await?)
         }
+        Call::Unseal { instance } => {
+            let u = port(ports.unsealer.as_ref(), "unseal", "unsealer")?;
+            Ok(u.unseal(instance, mode).await?)
+        }
+        Call::AddConsumerReplica { consumer, max } => {
+            let j = port(
+                ports.jetstream.as_ref(),
+                "add_consumer_replica",
+                "jetstream",
+            )?;
+            Ok(j.add_replica(consumer, *max, mode).await?)
+        }
+        Call::CheckGslb { namespace, name } => {
+            let g = port(ports.gslb.as_ref(), "check_gslb", "gslb")?;
+            Ok(g.gslb_status(namespace, name)
+                .await?
+                .outcome(namespace, name, mode))
+        }
+        Call::FailoverToBackup {
+            namespace,
+            service,
+            backup,
+        } => {
+            let f = port(ports.services.as_ref(), "failover_to_backup", "services")?;
+            Ok(f.failover_to_backup(namespace, service, backup, mode)
+                .await?)
+        }
+        Call::FailbackFromBackup { namespace, service } => {
+            let f = port(ports.services.as_ref(), "failback_from_backup", "services")?;
+            Ok(f.failback(namespace, service, mode).await?)
+        }
     }
 }
 
@@ -461,7 +594,9 @@ pub async fn execute(
 mod tests {
     use super::*;
     use crate::rules::{RuleSet, Template};
-    use crate::testing::{FakeCerts, FakeNotifier, FakePod, FakeWorkloads};
+    use crate::testing::{
+        FakeCerts, FakeJetStream, FakeNotifier, FakePod, FakeUnsealer, FakeWorkloads,
+    };
 
     fn t(kind: &str, ns: Option<&str>, name: &str) -> Target {
         Target {
@@ -587,13 +722,157 @@ mod tests {
     }
 
     #[test]
+    fn unseal_and_consumer_replica_map_or_refuse_unfit_targets() {
+        check(
+            ActionSpec::Unseal {},
+            Some(t("openbao", Some("vault"), "openbao-1")),
+            Ok(Call::Unseal {
+                instance: BaoInstance::new(Some("vault"), "openbao-1"),
+            }),
+        );
+        check(
+            ActionSpec::AddConsumerReplica { max_replicas: 5 },
+            Some(t("jetstream_consumer", Some("nats"), "ORDERS/billing")),
+            Ok(Call::AddConsumerReplica {
+                consumer: ConsumerRef::new("ORDERS", "billing"),
+                max: 5,
+            }),
+        );
+        let add = || ActionSpec::AddConsumerReplica { max_replicas: 3 };
+        check(
+            add(),
+            Some(t("jetstream_consumer", Some("nats"), "ORDERS")),
+            Err("action `add_consumer_replica` cannot act on jetstream_consumer/nats/ORDERS"),
+        );
+        check(
+            add(),
+            Some(t("jetstream_consumer", None, "a/b/c")),
+            Err("action `add_consumer_replica` cannot act on jetstream_consumer/a/b/c"),
+        );
+        check(
+            add(),
+            Some(t("deployment", Some("ns"), "ORDERS/billing")),
+            Err("action `add_consumer_replica` cannot act on deployment/ns/ORDERS/billing"),
+        );
+        check(
+            ActionSpec::Unseal {},
+            Some(t("pod", Some("vault"), "openbao-0")),
+            Err("action `unseal` cannot act on pod/vault/openbao-0"),
+        );
+        check(
+            ActionSpec::Unseal {},
+            None,
+            Err("action `unseal` has no target"),
+        );
+    }
+
+    #[tokio::test]
+    async fn unseal_goes_through_the_port_once() {
+        let fake = Arc::new(FakeUnsealer::default().with("openbao-0", true, 3, 3).with(
+            "openbao-1",
+            true,
+            1,
+            3,
+        ));
+        let ex = Executors {
+            unsealer: Some(fake.clone()),
+            ..Executors::default()
+        };
+        let call = Call::Unseal {
+            instance: BaoInstance::new(Some("vault"), "openbao-0"),
+        };
+        let dry = execute(&call, &ex, Mode::DryRun).await.expect("dry run");
+        assert!(dry.changed && dry.dry_run);
+        assert_eq!(
+            fake.is_sealed("openbao-0"),
+            Some(true),
+            "a dry run submits nothing"
+        );
+        assert!(
+            execute(&call, &ex, Mode::Apply)
+                .await
+                .expect("unseal")
+                .changed
+        );
+        let again = execute(&call, &ex, Mode::Apply).await.expect("again");
+        assert!(!again.changed, "{again:?}");
+        assert_eq!(fake.unsealed(), ["openbao-0"]);
+        let short = Call::Unseal {
+            instance: BaoInstance::new(Some("vault"), "openbao-1"),
+        };
+        assert!(matches!(
+            execute(&short, &ex, Mode::Apply).await,
+            Err(ExecError::Port(PortError::Rejected { .. }))
+        ));
+        assert_eq!(fake.is_sealed("openbao-1"), Some(true));
+        assert_eq!(
+            execute(&call, &Executors::default(), Mode::Apply).await,
+            Err(ExecError::NotConfigured {
+                action: "unseal",
+                port: "unsealer"
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn consumer_replicas_stop_at_the_rule_and_the_stream_bound() {
+        let orders = ConsumerRef::new("ORDERS", "billing");
+        let small = ConsumerRef::new("SMALL", "c");
+        let fake = Arc::new(
+            FakeJetStream::default()
+                .with(&orders, 1, 3, 5000)
+                .with(&small, 1, 1, 10),
+        );
+        let ex = Executors {
+            jetstream: Some(fake.clone()),
+            ..Executors::default()
+        };
+        let add = |c: &ConsumerRef, max| Call::AddConsumerReplica {
+            consumer: c.clone(),
+            max,
+        };
+        let dry = execute(&add(&orders, 5), &ex, Mode::DryRun)
+            .await
+            .expect("dry");
+        assert!(
+            dry.changed && dry.detail.contains("num_pending=5000"),
+            "{dry:?}"
+        );
+        assert_eq!(fake.replicas(&orders), Some(1));
+        execute(&add(&orders, 2), &ex, Mode::Apply)
+            .await
+            .expect("add");
+        assert_eq!(fake.replicas(&orders), Some(2));
+        let at_max = execute(&add(&orders, 2), &ex, Mode::Apply)
+            .await
+            .expect("max");
+        assert!(!at_max.changed);
+        let at_stream = execute(&add(&small, 5), &ex, Mode::Apply)
+            .await
+            .expect("stream");
+        assert!(
+            !at_stream.changed && at_stream.detail.contains("stream 1"),
+            "{at_stream:?}"
+        );
+        assert!(matches!(
+            execute(&add(&ConsumerRef::new("X", "y"), 3), &ex, Mode::Apply).await,
+            Err(ExecError::Port(PortError::NotFound { .. }))
+        ));
+        assert_eq!(
+            execute(&add(&orders, 5), &Executors::default(), Mode::Apply).await,
+            Err(ExecError::NotConfigured {
+                action: "add_consumer_replica",
+                port: "jetstream"
+            })
+        );
+    }
+
+    #[test]
     fn unsupported_kinds_and_unfit_targets_are_typed_refusals() {
         let dep = || Some(t("deployment", Some("ns"), "api"));
         // Kinds without an executor say so.
         for a in [
-            ActionSpec::Unseal {},
             ActionSpec::CheckGslb {},
-            ActionSpec::AddConsumerReplica { max_replicas: 5 },
             ActionSpec::RebuildIndex {},
             ActionSpec::FailoverToBackup {
                 backup: Template::new("b"),
@@ -647,10 +926,19 @@ mod tests {
         let mut unsupported = Vec::new();
         for rule in rules.rules() {
             let labels = |name: &str| -> Option<String> { Some(format!("{name}-v")) };
+            // The name as the rule's template renders it (`stream/consumer` stays two parts).
+            let name = rule
+                .target
+                .name
+                .as_str()
+                .split('/')
+                .map(|_| "n")
+                .collect::<Vec<_>>()
+                .join("/");
             let target = Target {
                 kind: rule.target.kind.clone(),
                 namespace: rule.target.namespace.as_ref().and_then(|_| labels("ns")),
-                name: "n".into(),
+                name,
             };
             match call_for(&rule.action, Some(&target), "m") {
                 Ok(_) => {}
@@ -663,12 +951,10 @@ mod tests {
         assert_eq!(
             unsupported,
             [
-                "add_consumer_replica",
                 "check_gslb",
                 "failover_to_backup",
                 "rebuild_index",
                 "retry_with_backoff",
-                "unseal"
             ]
         );
     }

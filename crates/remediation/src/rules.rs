@@ -216,6 +216,9 @@ pub enum ActionSpec {
         /// The backup's name (templated from labels).
         backup: Template,
     },
+    /// Undo a [`ActionSpec::FailoverToBackup`]: the Service selects its own pods again
+    /// (the selector saved at failover), the rollback of a failover that did not help.
+    FailbackFromBackup {},
     /// Re-deliver failed webhooks with exponential backoff.
     RetryWithBackoff {
         /// Give up (and escalate) after this many attempts.
@@ -277,6 +280,7 @@ impl ActionSpec {
             Self::EvictLowPriority { .. } => "evict_low_priority",
             Self::RebuildIndex {} => "rebuild_index",
             Self::FailoverToBackup { .. } => "failover_to_backup",
+            Self::FailbackFromBackup {} => "failback_from_backup",
             Self::RetryWithBackoff { .. } => "retry_with_backoff",
             Self::DispatchWorkflow(_) => "dispatch_workflow",
             Self::Notify { .. } => "notify",
@@ -524,11 +528,13 @@ impl Rule {
     /// Whether the rule handles `alert`.
     #[must_use]
     pub fn matches(&self, alert: &Alert) -> bool {
-        self.alert == alert.alertname()
-            && self
-                .parsed_matchers
-                .iter()
-                .all(|m| m.matches(&alert.labels))
+        self.matches_named(alert.alertname(), &alert.labels)
+    }
+
+    /// [`Rule::matches`] with the `alertname` looked up once by the caller, so that
+    /// [`RuleSet::find`] does not repeat the label lookup for every rule it tries.
+    fn matches_named(&self, alertname: &str, labels: &Labels) -> bool {
+        self.alert == alertname && self.parsed_matchers.iter().all(|m| m.matches(labels))
     }
 
     /// Fills the rule's templates from the alert's labels.
@@ -616,7 +622,10 @@ impl RuleSet {
     /// The first rule that handles `alert`, if any.
     #[must_use]
     pub fn find(&self, alert: &Alert) -> Option<&Rule> {
-        self.rules.iter().find(|r| r.matches(alert))
+        let name = alert.alertname();
+        self.rules
+            .iter()
+            .find(|r| r.matches_named(name, &alert.labels))
     }
 }
 

@@ -11,10 +11,16 @@
 //! Runbook leaves out (target, verification, escalation) is inherited from the built-in
 //! rule of the same alert, so the handbook's short example is a complete rule.
 //!
+//! Preconditions name checks (`spire.server.healthy`) that resolve to `PromQL` through
+//! [`crate::checks::Checks`]; an unknown name is a validation error at its path. The
+//! resolved checks travel next to the rules in a [`RuleBook`], and the webhook evaluates
+//! them right before it acts: a failing one blocks the action and escalates.
+//!
 //! The webhook never runs shell commands: a `run` step is accepted only when it names a
 //! command with a typed executor (`openbao operator unseal` is the `unseal` action);
 //! anything else is a validation error that points at the typed `action` step instead.
 
+use crate::checks::{Checks, NamedCheck};
 use crate::execute::{planned_call, rollback_call};
 use crate::payload::{Alert, AlertStatus, Labels};
 use crate::plan::{self, BlastRadius, EngineState, Observations, Policy, Verdict};
@@ -55,7 +61,8 @@ const DEFAULT_VERIFY_TIMEOUT: Duration = Duration::from_mins(5);
 pub struct RunbookSpec {
     /// The alerts that start this Runbook (one rule per trigger).
     pub triggers: Vec<Trigger>,
-    /// Named checks that must hold before acting (shown in plans; see the crate README).
+    /// Named checks that must hold before acting: each name resolves to a `PromQL` check
+    /// (`sre_remediation::checks`), evaluated by the webhook right before it acts.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub preconditions: Vec<Precondition>,
     /// The steps, in order: exactly one `run` or `action` step (the remediation), any
@@ -102,7 +109,7 @@ pub struct RunbookStep {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(schema_with = "free_form_object")]
     pub action: Option<Value>,
-    /// A named condition that must hold afterwards (`openbao.status.sealed == false`).
+    /// A named check that must hold afterwards (`openbao.status.sealed == false`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub verify: Option<String>,
 }
@@ -152,13 +159,6 @@ const RUN_COMMANDS: &[(&str, &str)] = &[
     ("cmctl renew", "renew_certificate"),
 ];
 
-/// Named `verify` conditions, with the `PromQL` and expectation each stands for.
-const CONDITIONS: &[(&str, &str, Expect)] = &[(
-    "openbao.status.sealed == false",
-    r#"vault_core_unsealed{namespace="${namespace}",pod="${pod}"} == 0"#,
-    Expect::Empty,
-)];
-
 /// A validated Runbook and the rules it stands for.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Runbook {
@@ -169,19 +169,54 @@ pub struct Runbook {
     /// The spec as written.
     pub spec: RunbookSpec,
     rules: RuleSet,
+    preconditions: Vec<NamedCheck>,
 }
 
 impl Runbook {
     /// Parses and validates a Runbook document (YAML or JSON) against the built-in
-    /// rules it may inherit from; every problem is reported with its path.
+    /// rules it may inherit from and the built-in named checks; every problem is reported
+    /// with its path.
     pub fn parse(source_name: &str, text: &str, builtin: &RuleSet) -> Result<Self, ConfigErrors> {
+        Self::parse_with(source_name, text, builtin, &Checks::builtin())
+    }
+
+    /// [`Runbook::parse`] with the deployment's named checks (built-ins plus the config's
+    /// `checks:`): a precondition or `verify` step naming a check `checks` does not know
+    /// is an error at its path.
+    pub fn parse_with(
+        source_name: &str,
+        text: &str,
+        builtin: &RuleSet,
+        checks: &Checks,
+    ) -> Result<Self, ConfigErrors> {
         let fail = |errors| ConfigErrors {
             source_name: source_name.to_owned(),
             errors,
         };
         let doc: Value = serde_norway::from_str(text)
             .map_err(|e| fail(vec![ConfigError::new(".", e.to_string())]))?;
-        from_value(&doc, builtin).map_err(fail)
+        from_value(&doc, builtin, checks).map_err(fail)
+    }
+
+    /// Validates a Runbook that is already a JSON value (an object listed from the API
+    /// server), exactly as [`Runbook::parse_with`] validates a file: the same checks,
+    /// paths and conversion to rules.
+    pub fn from_json(
+        source_name: &str,
+        doc: &Value,
+        builtin: &RuleSet,
+        checks: &Checks,
+    ) -> Result<Self, ConfigErrors> {
+        from_value(doc, builtin, checks).map_err(|errors| ConfigErrors {
+            source_name: source_name.to_owned(),
+            errors,
+        })
+    }
+
+    /// The preconditions, resolved to their checks, in the order written.
+    #[must_use]
+    pub fn preconditions(&self) -> &[NamedCheck] {
+        &self.preconditions
     }
 
     /// The rules this Runbook stands for (one per trigger), to put ahead of the built-in
@@ -236,13 +271,17 @@ impl Runbook {
                 std::slice::from_ref(&alert),
                 MonoTime::ZERO,
             );
-            out.extend(plan.iter().flat_map(|e| self.describe(e)));
+            out.extend(plan.iter().flat_map(|e| self.describe(e, &alert.labels)));
         }
         out
     }
 
-    fn describe(&self, entry: &plan::PlanEntry) -> Vec<DryRunStep> {
-        let step = |step: &'static str, detail: String| DryRunStep { step, detail };
+    fn describe(&self, entry: &plan::PlanEntry, labels: &Labels) -> Vec<DryRunStep> {
+        let step = |step: &'static str, detail: String| DryRunStep {
+            step,
+            detail,
+            check: None,
+        };
         let mut out = vec![step(
             "match",
             format!(
@@ -251,11 +290,20 @@ impl Runbook {
                 entry.rule.as_deref().unwrap_or("(none)")
             ),
         )];
-        out.extend(self.spec.preconditions.iter().map(|p| {
-            step(
-                "precondition",
-                format!("{} (not evaluated offline)", p.check),
-            )
+        out.extend(self.preconditions.iter().map(|c| {
+            let rendered = crate::checks::render(c, labels);
+            let query = rendered.clone().unwrap_or_else(|e| format!("<{e}>"));
+            DryRunStep {
+                step: "precondition",
+                detail: format!(
+                    "{}: {query} expect {:?} (not evaluated: offline)",
+                    c.name, c.spec.expect
+                ),
+                check: Some(DryRunCheck {
+                    check: c.clone(),
+                    query: rendered,
+                }),
+            }
         }));
         let Verdict::Act {
             verify,
@@ -311,6 +359,20 @@ pub struct DryRunStep {
     pub step: &'static str,
     /// What would happen.
     pub detail: String,
+    /// For `precondition` steps: the check and its query rendered from the synthetic
+    /// alert, so that a caller with a metrics backend (`sre runbook run --prometheus`)
+    /// can evaluate it.
+    #[serde(skip)]
+    pub check: Option<DryRunCheck>,
+}
+
+/// A precondition of a dry run, ready to be asked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DryRunCheck {
+    /// The check.
+    pub check: NamedCheck,
+    /// Its query for the synthetic alert, or why there is none.
+    pub query: Result<String, String>,
 }
 
 /// Gives every label a template asks for a `<label>` placeholder, so that the dry run
@@ -454,6 +516,7 @@ fn step(
     at: &str,
     v: &Value,
     actions: &mut Vec<(String, ActionStep)>,
+    checks: &Checks,
 ) -> Option<VerifySpec> {
     let obj = w.object(at, v)?;
     if obj.is_empty() {
@@ -500,24 +563,35 @@ fn step(
                 let Some(cond) = w.string(&p, Some(val)) else {
                     continue;
                 };
-                let norm = cond.split_whitespace().collect::<Vec<_>>().join(" ");
-                if let Some((_, query, expect)) = CONDITIONS.iter().find(|(name, ..)| *name == norm)
-                {
-                    verify = Some(VerifySpec {
-                        query: Template::new(*query),
-                        expect: *expect,
-                        timeout: DEFAULT_VERIFY_TIMEOUT,
-                    });
-                } else {
-                    let known: Vec<&str> = CONDITIONS.iter().map(|(n, ..)| *n).collect();
-                    w.err(
+                match checks.get(cond) {
+                    Some(crate::checks::CheckSpec {
+                        query: Some(query),
+                        expect,
+                    }) => {
+                        verify = Some(VerifySpec {
+                            query: query.clone(),
+                            expect: *expect,
+                            timeout: DEFAULT_VERIFY_TIMEOUT,
+                        });
+                    }
+                    Some(_) => w.err(
                         p,
                         format!(
-                            "unknown condition {cond:?}; known: {}; or give `spec.verify` \
-                                 with a PromQL query",
-                            known.join(", ")
+                            "check {cond:?} has no query: configure it under `checks:` \
+                             in the webhook config, or give `spec.verify`"
                         ),
-                    );
+                    ),
+                    None => {
+                        let known: Vec<&str> = checks.names().collect();
+                        w.err(
+                            p,
+                            format!(
+                                "unknown condition {cond:?}; known: {}; or give `spec.verify` \
+                                 with a PromQL query",
+                                known.join(", ")
+                            ),
+                        );
+                    }
                 }
             }
             other => w.err(
@@ -530,7 +604,11 @@ fn step(
 }
 
 #[allow(clippy::too_many_lines)] // one linear walk over the document, in field order
-fn from_value(doc: &Value, builtin: &RuleSet) -> Result<Runbook, Vec<ConfigError>> {
+fn from_value(
+    doc: &Value,
+    builtin: &RuleSet,
+    checks: &Checks,
+) -> Result<Runbook, Vec<ConfigError>> {
     let mut w = Walk { errs: Vec::new() };
     let Some(top) = w.object(".", doc) else {
         return Err(w.errs);
@@ -616,6 +694,7 @@ fn from_value(doc: &Value, builtin: &RuleSet) -> Result<Runbook, Vec<ConfigError
     }
 
     // preconditions
+    let mut preconditions = Vec::new();
     for (i, p) in w
         .list("spec.preconditions", spec.get("preconditions"))
         .iter()
@@ -625,14 +704,28 @@ fn from_value(doc: &Value, builtin: &RuleSet) -> Result<Runbook, Vec<ConfigError
         let Some(o) = w.object(&at, p) else { continue };
         w.unknown_keys(&at, o, &["check"]);
         let p = join(&at, "check");
-        if let Some(c) = w.string(&p, o.get("check"))
-            && !c.chars().all(|c| {
-                c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-')
-            })
+        let Some(c) = w.string(&p, o.get("check")) else {
+            continue;
+        };
+        if !c
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || matches!(c, '.' | '_' | '-'))
         {
             w.err(
                 p,
                 "a check name is dotted lower_snake_case (spire.server.healthy)",
+            );
+        } else if let Some(check) = checks.resolve(c) {
+            preconditions.push(check);
+        } else {
+            let known: Vec<&str> = checks.names().collect();
+            w.err(
+                p,
+                format!(
+                    "unknown check {c:?}: never skipped, so it must be defined; known: {}; \
+                     add it under `checks:` in the webhook config",
+                    known.join(", ")
+                ),
             );
         }
     }
@@ -647,7 +740,7 @@ fn from_value(doc: &Value, builtin: &RuleSet) -> Result<Runbook, Vec<ConfigError
     let mut actions = Vec::new();
     let mut step_verify = None;
     for (i, s) in steps_v.iter().enumerate() {
-        if let Some(v) = step(&mut w, &format!("spec.steps[{i}]"), s, &mut actions) {
+        if let Some(v) = step(&mut w, &format!("spec.steps[{i}]"), s, &mut actions, checks) {
             step_verify = Some(v);
         }
     }
@@ -813,7 +906,55 @@ fn from_value(doc: &Value, builtin: &RuleSet) -> Result<Runbook, Vec<ConfigError
         namespace,
         spec: spec_typed,
         rules,
+        preconditions,
     })
+}
+
+/// The rules the webhook plans with, plus the preconditions of the Runbook rules among
+/// them: rules only say what to do, so the checks that must hold first are kept next to
+/// them, by rule name, for the run worker to evaluate right before it acts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RuleBook {
+    rules: RuleSet,
+    preconditions: BTreeMap<String, Vec<NamedCheck>>,
+}
+
+impl RuleBook {
+    /// Plain rules, no preconditions (the rule file, the built-ins).
+    #[must_use]
+    pub fn new(rules: RuleSet) -> Self {
+        Self {
+            rules,
+            preconditions: BTreeMap::new(),
+        }
+    }
+
+    /// These rules with `runbook`'s ahead of them ([`RuleSet::overridden_by`]) and its
+    /// preconditions attached to each of its rules.
+    #[must_use]
+    pub fn with_runbook(mut self, runbook: &Runbook) -> Self {
+        self.rules = self.rules.overridden_by(runbook.rules());
+        if !runbook.preconditions.is_empty() {
+            for r in runbook.rules.rules() {
+                self.preconditions
+                    .insert(r.name.clone(), runbook.preconditions.clone());
+            }
+        }
+        self
+    }
+
+    /// The rules, in matching order.
+    #[must_use]
+    pub fn rules(&self) -> &RuleSet {
+        &self.rules
+    }
+
+    /// The checks that must hold before the rule named `rule` acts (empty for rules
+    /// that are not from a Runbook or whose Runbook has none).
+    #[must_use]
+    pub fn preconditions(&self, rule: &str) -> &[NamedCheck] {
+        self.preconditions.get(rule).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// The `CustomResourceDefinition` for Runbooks, rendered from the spec's `schemars`
@@ -1067,6 +1208,103 @@ spec:
         let rb = Runbook::parse("x", &ok, &builtin()).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(rb.rules().rules()[0].alert, "SomethingNew");
         assert!(rb.rules().rules()[0].verify.is_none());
+    }
+
+    #[test]
+    fn preconditions_resolve_to_checks_and_unknown_names_are_errors() {
+        let b = builtin();
+        let rb = Runbook::parse("seed", SEED, &b).unwrap_or_else(|e| panic!("{e}"));
+        let names: Vec<&str> = rb.preconditions().iter().map(|c| c.name.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "spire.server.healthy",
+                "openbao.unseal.shamir.shares.available"
+            ]
+        );
+        let steps = rb.dry_run(&b, &Labels::new());
+        assert_eq!(
+            steps[1].detail,
+            r#"spire.server.healthy: up{job="spire-server"} == 1 expect NonEmpty (not evaluated: offline)"#
+        );
+        assert!(
+            steps[2].detail.contains("configure checks.openbao.unseal"),
+            "{steps:#?}"
+        );
+
+        let unknown = SEED.replace("spire.server.healthy", "spire.server.happy");
+        let err = Runbook::parse("u", &unknown, &b).expect_err("unknown check");
+        assert_eq!(err.errors.len(), 1, "{err}");
+        assert_eq!(err.errors[0].path, "spec.preconditions[0].check");
+        assert!(err.errors[0].message.contains("unknown check"), "{err}");
+
+        // A configured check is known, and a named verify step may use any check.
+        let raw = BTreeMap::from([(
+            "spire.server.happy".to_owned(),
+            crate::checks::RawCheck {
+                query: "vector(1)".into(),
+                expect: Expect::NonEmpty,
+            },
+        )]);
+        let checks = Checks::builtin()
+            .with_overrides("checks", &raw)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let rb = Runbook::parse_with("u", &unknown, &b, &checks).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            rb.preconditions()[0]
+                .spec
+                .query
+                .as_ref()
+                .map(Template::as_str),
+            Some("vector(1)")
+        );
+        let verify_step = SEED.replace("openbao.status.sealed == false", "spire.server.happy");
+        let rb =
+            Runbook::parse_with("v", &verify_step, &b, &checks).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            rb.rules().rules()[0]
+                .verify
+                .as_ref()
+                .map(|v| v.query.as_str()),
+            Some("vector(1)")
+        );
+        // An unconfigured check cannot verify: there is no query to ask.
+        let shares = SEED.replace(
+            "openbao.status.sealed == false",
+            "openbao.unseal.shamir.shares.available",
+        );
+        let err = Runbook::parse("s", &shares, &b).expect_err("no query");
+        assert_eq!(err.errors[0].path, "spec.steps[1].verify", "{err}");
+
+        let book = RuleBook::new(b.clone()).with_runbook(&rb);
+        assert_eq!(
+            book.preconditions("runbook/catalyst-system/openbao-sealed")
+                .len(),
+            2
+        );
+        assert!(
+            book.preconditions("control-plane/openbao-sealed")
+                .is_empty()
+        );
+        assert_eq!(book.rules().rules().len(), b.rules().len() + 1);
+    }
+
+    #[test]
+    fn a_runbook_from_a_json_object_validates_like_a_file() {
+        let doc: Value = serde_norway::from_str(SEED).unwrap_or_else(|e| panic!("{e}"));
+        let mut doc = doc;
+        doc["metadata"]["resourceVersion"] = "42".into();
+        doc["metadata"]["uid"] = "u-1".into();
+        let rb = Runbook::from_json("cluster", &doc, &builtin(), &Checks::builtin())
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            rb.rules().rules()[0].name,
+            "runbook/catalyst-system/openbao-sealed"
+        );
+        doc["spec"]["steps"][0] = serde_json::json!({"reboot": "now"});
+        let err = Runbook::from_json("cluster", &doc, &builtin(), &Checks::builtin())
+            .expect_err("invalid");
+        assert_eq!(err.errors[0].path, "spec.steps[0].reboot", "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! In-memory fakes of the action ports, for the engine's, the webhook's and runbooks'
-//! tests: they keep the state a cluster would (replicas, revisions, pods, certificates),
+//! tests: they keep the state a cluster would (replicas, revisions, pods, certificates,
+//! seal states, consumer replicas, `Gslb` statuses, Service selectors),
 //! honour [`Mode::DryRun`] by changing nothing, and log every write they accepted so a
 //! test can assert what was (not) done.
 
@@ -10,8 +11,9 @@ use async_trait::async_trait;
 use sre_core::PortError;
 
 use crate::actions::{
-    ActionOutcome, Certificates, EvictScope, Mode, Notifier, WorkflowDispatch, WorkloadKind,
-    WorkloadRef, Workloads,
+    ActionOutcome, BaoInstance, Certificates, ConsumerRef, EvictScope, GslbState, GslbStatus,
+    JetStreamConsumers, Mode, Notifier, ServiceFailover, Unsealer, WorkflowDispatch, WorkloadKind,
+    WorkloadRef, Workloads, selector_line,
 };
 
 /// One pod the fake evicts from.
@@ -459,6 +461,393 @@ impl WorkflowDispatch for FakeWorkflows {
             None,
             None,
             format!("dispatched {workflow} of {owner}/{repo} on {git_ref}"),
+        ))
+    }
+}
+
+/// One fake OpenBao server's seal state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Seal {
+    sealed: bool,
+    threshold: u32,
+    shares: u32,
+}
+
+/// A fake [`Unsealer`]: instances are sealed or not, and have a number of attested
+/// shares against a threshold, as the real adapter reads them.
+#[derive(Debug, Default)]
+pub struct FakeUnsealer {
+    seals: Mutex<BTreeMap<String, Seal>>,
+    unsealed: Mutex<Vec<String>>,
+}
+
+impl FakeUnsealer {
+    /// Adds instance `name`, `sealed` or not, with `shares` available for a `threshold`.
+    #[must_use]
+    pub fn with(self, name: &str, sealed: bool, shares: u32, threshold: u32) -> Self {
+        self.seals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                name.into(),
+                Seal {
+                    sealed,
+                    threshold,
+                    shares,
+                },
+            );
+        self
+    }
+
+    /// Whether `name` is sealed.
+    #[must_use]
+    pub fn is_sealed(&self, name: &str) -> Option<bool> {
+        self.seals
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .map(|s| s.sealed)
+    }
+
+    /// The instances unsealed (not dry runs), in order.
+    #[must_use]
+    pub fn unsealed(&self) -> Vec<String> {
+        self.unsealed
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl Unsealer for FakeUnsealer {
+    async fn unseal(&self, instance: &BaoInstance, mode: Mode) -> Result<ActionOutcome, PortError> {
+        let mut seals = self.seals.lock().unwrap_or_else(PoisonError::into_inner);
+        let seal = seals
+            .get_mut(&instance.name)
+            .ok_or_else(|| PortError::NotFound {
+                what: instance.to_string(),
+            })?;
+        if !seal.sealed {
+            return Ok(ActionOutcome::unchanged(
+                mode,
+                "sealed=false",
+                format!("{instance} is already unsealed: nothing to do"),
+            ));
+        }
+        if seal.shares < seal.threshold {
+            return Err(PortError::Rejected {
+                backend: "openbao",
+                message: format!(
+                    "{instance}: {} key shares available, threshold is {}: nothing submitted",
+                    seal.shares, seal.threshold
+                ),
+            });
+        }
+        if !mode.is_dry_run() {
+            seal.sealed = false;
+            self.unsealed
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(instance.name.clone());
+        }
+        Ok(ActionOutcome::changed(
+            mode,
+            Some("sealed=true".into()),
+            Some("sealed=false".into()),
+            format!(
+                "unsealed {instance} ({} shares available, threshold {})",
+                seal.shares, seal.threshold
+            ),
+        ))
+    }
+}
+
+/// One fake consumer: its replicas, its stream's replicas and its lag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct FakeConsumer {
+    replicas: u32,
+    stream_replicas: u32,
+    pending: u64,
+}
+
+/// A fake [`JetStreamConsumers`] that keeps replica counts and honours both bounds.
+#[derive(Debug, Default)]
+pub struct FakeJetStream {
+    consumers: Mutex<BTreeMap<ConsumerRef, FakeConsumer>>,
+}
+
+impl FakeJetStream {
+    /// Adds a consumer with `replicas`, on a stream with `stream_replicas`, `pending` behind.
+    #[must_use]
+    pub fn with(
+        self,
+        consumer: &ConsumerRef,
+        replicas: u32,
+        stream_replicas: u32,
+        pending: u64,
+    ) -> Self {
+        self.consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                consumer.clone(),
+                FakeConsumer {
+                    replicas,
+                    stream_replicas,
+                    pending,
+                },
+            );
+        self
+    }
+
+    /// The consumer's replica count.
+    #[must_use]
+    pub fn replicas(&self, consumer: &ConsumerRef) -> Option<u32> {
+        self.consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(consumer)
+            .map(|c| c.replicas)
+    }
+}
+
+#[async_trait]
+impl JetStreamConsumers for FakeJetStream {
+    async fn add_replica(
+        &self,
+        consumer: &ConsumerRef,
+        max_replicas: u32,
+        mode: Mode,
+    ) -> Result<ActionOutcome, PortError> {
+        let mut m = self
+            .consumers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let c = m.get_mut(consumer).ok_or_else(|| PortError::NotFound {
+            what: consumer.to_string(),
+        })?;
+        let state = format!("replicas={}", c.replicas);
+        let lag = format!("num_pending={}", c.pending);
+        let bound = max_replicas.min(c.stream_replicas);
+        if c.replicas >= bound {
+            return Ok(ActionOutcome::unchanged(
+                mode,
+                state,
+                format!(
+                    "{consumer} at {} replicas, bound {bound} (max {max_replicas}, stream {}); {lag}: nothing to do",
+                    c.replicas, c.stream_replicas
+                ),
+            ));
+        }
+        let next = c.replicas + 1;
+        if !mode.is_dry_run() {
+            c.replicas = next;
+        }
+        Ok(ActionOutcome::changed(
+            mode,
+            Some(state),
+            Some(format!("replicas={next}")),
+            format!("added a replica to {consumer}; {lag}"),
+        ))
+    }
+}
+
+/// A fake [`GslbStatus`]: `Gslb`s are `(namespace, name)` with the status a test gave them.
+#[derive(Debug, Default)]
+pub struct FakeGslb {
+    gslbs: BTreeMap<(String, String), GslbState>,
+}
+
+impl FakeGslb {
+    /// Adds a `Gslb` with `status`.
+    #[must_use]
+    pub fn with(mut self, namespace: &str, name: &str, status: GslbState) -> Self {
+        self.gslbs.insert((namespace.into(), name.into()), status);
+        self
+    }
+}
+
+#[async_trait]
+impl GslbStatus for FakeGslb {
+    async fn gslb_status(&self, namespace: &str, name: &str) -> Result<GslbState, PortError> {
+        self.gslbs
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+            .ok_or_else(|| PortError::NotFound {
+                what: format!("Gslb {namespace}/{name}"),
+            })
+    }
+}
+
+/// One Service the fake fails over: its selector, the pods ready behind it, and the
+/// selector a failover saved.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FakeService {
+    /// `spec.selector`; `None` for a selector-less Service (endpoints managed elsewhere).
+    pub selector: Option<BTreeMap<String, String>>,
+    /// Ready endpoints behind it.
+    pub ready_endpoints: u32,
+    /// The selector saved by a failover, restored by a failback.
+    pub saved: Option<BTreeMap<String, String>>,
+}
+
+/// A fake [`ServiceFailover`] with the kube adapter's rules: refuse a backup with no
+/// selector or no ready endpoint before any write, keep the first saved selector, and
+/// restore it exactly on failback.
+#[derive(Debug, Default)]
+pub struct FakeServices {
+    services: Mutex<BTreeMap<(String, String), FakeService>>,
+    writes: Mutex<Vec<String>>,
+}
+
+/// Builds a selector from `key=value` pairs (tests).
+#[must_use]
+pub fn selector(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+    pairs
+        .iter()
+        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+        .collect()
+}
+
+impl FakeServices {
+    /// Adds Service `namespace/name` with `selector` and `ready_endpoints`.
+    #[must_use]
+    pub fn with(
+        self,
+        namespace: &str,
+        name: &str,
+        selector: Option<BTreeMap<String, String>>,
+        ready_endpoints: u32,
+    ) -> Self {
+        self.services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                (namespace.into(), name.into()),
+                FakeService {
+                    selector,
+                    ready_endpoints,
+                    saved: None,
+                },
+            );
+        self
+    }
+
+    /// The Service as it is now.
+    #[must_use]
+    pub fn service(&self, namespace: &str, name: &str) -> Option<FakeService> {
+        self.services
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(&(namespace.to_owned(), name.to_owned()))
+            .cloned()
+    }
+
+    /// The writes accepted (dry runs are not), in order.
+    #[must_use]
+    pub fn writes(&self) -> Vec<String> {
+        self.writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+fn rejected(message: String) -> PortError {
+    PortError::Rejected {
+        backend: "fake",
+        message,
+    }
+}
+
+#[async_trait]
+impl ServiceFailover for FakeServices {
+    async fn failover_to_backup(
+        &self,
+        namespace: &str,
+        service: &str,
+        backup: &str,
+        mode: Mode,
+    ) -> Result<ActionOutcome, PortError> {
+        let mut m = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        let key = |n: &str| (namespace.to_owned(), n.to_owned());
+        let not_found = |n: &str| PortError::NotFound {
+            what: format!("Service {namespace}/{n}"),
+        };
+        let b = m.get(&key(backup)).ok_or_else(|| not_found(backup))?;
+        let Some(wanted) = b.selector.clone().filter(|s| !s.is_empty()) else {
+            return Err(rejected(format!(
+                "backup Service {namespace}/{backup} has no selector: refusing to switch traffic to nothing"
+            )));
+        };
+        if b.ready_endpoints == 0 {
+            return Err(rejected(format!(
+                "backup Service {namespace}/{backup} has no ready endpoints: refusing to switch traffic to nothing"
+            )));
+        }
+        let t = m.get_mut(&key(service)).ok_or_else(|| not_found(service))?;
+        let Some(current) = t.selector.clone() else {
+            return Err(rejected(format!(
+                "Service {namespace}/{service} has no selector: its endpoints are not ours to switch"
+            )));
+        };
+        if current == wanted {
+            return Ok(ActionOutcome::unchanged(
+                mode,
+                format!("selector={}", selector_line(&current)),
+                format!("Service {namespace}/{service} already selects the pods of {backup}: nothing to do"),
+            ));
+        }
+        if !mode.is_dry_run() {
+            t.saved.get_or_insert_with(|| current.clone());
+            t.selector = Some(wanted.clone());
+            self.writes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(format!("failover {namespace}/{service} -> {backup}"));
+        }
+        Ok(ActionOutcome::changed(
+            mode,
+            Some(format!("selector={}", selector_line(&current))),
+            Some(format!("selector={}", selector_line(&wanted))),
+            format!("Service {namespace}/{service} now selects the pods of {backup}"),
+        ))
+    }
+
+    async fn failback(
+        &self,
+        namespace: &str,
+        service: &str,
+        mode: Mode,
+    ) -> Result<ActionOutcome, PortError> {
+        let mut m = self.services.lock().unwrap_or_else(PoisonError::into_inner);
+        let t = m
+            .get_mut(&(namespace.to_owned(), service.to_owned()))
+            .ok_or_else(|| PortError::NotFound {
+                what: format!("Service {namespace}/{service}"),
+            })?;
+        let current = t.selector.clone().unwrap_or_default();
+        let Some(saved) = t.saved.clone() else {
+            return Ok(ActionOutcome::unchanged(
+                mode,
+                format!("selector={}", selector_line(&current)),
+                format!("Service {namespace}/{service} has no failover to undo: nothing to do"),
+            ));
+        };
+        if !mode.is_dry_run() {
+            t.selector = Some(saved.clone());
+            t.saved = None;
+            self.writes
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .push(format!("failback {namespace}/{service}"));
+        }
+        Ok(ActionOutcome::changed(
+            mode,
+            Some(format!("selector={}", selector_line(&current))),
+            Some(format!("selector={}", selector_line(&saved))),
+            format!("Service {namespace}/{service} selects its own pods again"),
         ))
     }
 }

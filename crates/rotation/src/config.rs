@@ -5,7 +5,7 @@
 //! checked). The OpenBao token is never part of the file: it comes from
 //! [`TOKEN_ENV`] or from `openbao.token_file`, so the file can be reviewed and logged.
 
-use crate::model::{Inventory, RawInventory};
+use crate::model::{Inventory, RawInventory, SecretClass};
 use serde::Deserialize;
 use sre_core::config::{ConfigError, Validate};
 use std::collections::BTreeMap;
@@ -40,6 +40,12 @@ pub struct RawRotationConfig {
     /// Expiry of observe-only secrets (`svid`, `tls`) per secret name.
     #[serde(default)]
     pub certificates: BTreeMap<String, RawCertificate>,
+    /// How the controller moves consumers (ESO refresh, Reloader-compatible restarts).
+    #[serde(default)]
+    pub kubernetes: Option<RawKubernetes>,
+    /// The JWKS documents the controller serves.
+    #[serde(default)]
+    pub jwks: Option<RawJwks>,
 }
 
 /// What is known about a certificate that SPIRE or cert-manager rotates, as written.
@@ -109,6 +115,114 @@ pub enum RawTarget {
         /// The transit key name.
         key: String,
     },
+    /// A PostgreSQL service account whose password the OpenBao database engine rotates
+    /// in place (a static role).
+    PostgresStatic {
+        /// Mount of the database engine (e.g. `database`).
+        database_mount: String,
+        /// The engine's static role (`<mount>/static-roles/<role>`).
+        role: String,
+        /// PostgreSQL host for the login test.
+        host: String,
+        /// PostgreSQL port.
+        port: u16,
+        /// Database to log in to (default `postgres`).
+        #[serde(default)]
+        dbname: Option<String>,
+    },
+    /// An API token or OAuth client secret generated here from OS randomness.
+    Generated {
+        /// Random bytes per token (default 32; at least 16).
+        #[serde(default)]
+        length: Option<usize>,
+        /// `base64url` (default, unpadded) or `hex`.
+        #[serde(default)]
+        encoding: Option<String>,
+        /// An HTTP(S) endpoint that answers 2xx to `Authorization: Bearer <token>` once
+        /// it accepts the token; without it the test step is a structural check only.
+        #[serde(default)]
+        verify_url: Option<String>,
+    },
+    /// An envelope-encryption master key in transit, with its wrapped data keys in KV.
+    KmsRewrap {
+        /// Mount of the transit engine (default `transit`).
+        #[serde(default)]
+        transit_mount: Option<String>,
+        /// The master key's name.
+        key: String,
+        /// KV v2 folder whose entries (one level) hold the wrapped data keys in the field
+        /// `ciphertext`; the re-wrap progress lives in that path's own custom metadata.
+        data_keys_path: String,
+    },
+}
+
+/// How a generated token is written out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenEncoding {
+    /// RFC 4648 URL-safe base64 without padding: safe in headers, URLs and env files.
+    Base64Url,
+    /// Lower-case hex: for consumers that accept only `[0-9a-f]`.
+    Hex,
+}
+
+impl TokenEncoding {
+    /// The config name.
+    #[must_use]
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Base64Url => "base64url",
+            Self::Hex => "hex",
+        }
+    }
+
+    /// Encodes random `bytes` as the token text.
+    #[must_use]
+    pub fn encode(self, bytes: &[u8]) -> String {
+        const URL: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        const HEX: &[u8; 16] = b"0123456789abcdef";
+        match self {
+            Self::Hex => bytes
+                .iter()
+                .flat_map(|b| [HEX[usize::from(b >> 4)], HEX[usize::from(b & 15)]])
+                .map(char::from)
+                .collect(),
+            Self::Base64Url => {
+                let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+                for chunk in bytes.chunks(3) {
+                    let b = [
+                        chunk[0],
+                        chunk.get(1).copied().unwrap_or(0),
+                        chunk.get(2).copied().unwrap_or(0),
+                    ];
+                    let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
+                    for i in 0..=chunk.len() {
+                        out.push(char::from(URL[((n >> (18 - 6 * i)) & 63) as usize]));
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// The length of the text [`Self::encode`] makes from `bytes` random bytes.
+    #[must_use]
+    pub fn encoded_len(self, bytes: usize) -> usize {
+        match self {
+            Self::Hex => bytes * 2,
+            Self::Base64Url => (bytes * 4).div_ceil(3),
+        }
+    }
+
+    /// Whether `token` could have come from [`Self::encode`] of `bytes` random bytes:
+    /// the structural test step when no endpoint can check the token for real.
+    #[must_use]
+    pub fn is_well_formed(self, token: &str, bytes: usize) -> bool {
+        token.len() == self.encoded_len(bytes)
+            && token.bytes().all(|c| match self {
+                Self::Hex => c.is_ascii_digit() || (b'a'..=b'f').contains(&c),
+                Self::Base64Url => c.is_ascii_alphanumeric() || c == b'-' || c == b'_',
+            })
+    }
 }
 
 /// Where OpenBao is.
@@ -148,6 +262,71 @@ pub enum TargetSpec {
         /// The transit key name.
         key: String,
     },
+    /// A PostgreSQL service account behind an OpenBao database-engine static role: a
+    /// rotation asks the engine to change the password now and tests it with a real
+    /// login. There is one live password, so there is no overlap: the old one stops
+    /// working at the rotation and consumers must re-read (ESO refresh).
+    PostgresStatic {
+        /// Mount of the database engine.
+        database_mount: String,
+        /// The static role.
+        role: String,
+        /// PostgreSQL host.
+        host: String,
+        /// PostgreSQL port.
+        port: u16,
+        /// Database to log in to.
+        dbname: String,
+    },
+    /// An API token or OAuth client secret generated from OS randomness and stored as
+    /// the new KV version; consumers and the issuer read it from there.
+    Generated {
+        /// Random bytes per token.
+        length: usize,
+        /// How the bytes are written out.
+        encoding: TokenEncoding,
+        /// Endpoint for a real bearer check; `None`: structural check only.
+        verify_url: Option<String>,
+    },
+    /// An envelope-encryption master key: a rotation adds a transit key version,
+    /// re-wraps every data key under it (resumably), and after the overlap refuses the
+    /// old version.
+    KmsRewrap {
+        /// Mount of the transit engine.
+        transit_mount: String,
+        /// The master key's name.
+        key: String,
+        /// KV v2 folder of the wrapped data keys.
+        data_keys_path: String,
+    },
+}
+
+impl TargetSpec {
+    /// The `kind` as written in the config, for messages.
+    #[must_use]
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::PostgresDynamic { .. } => "postgres_dynamic",
+            Self::TransitSigning { .. } => "transit_signing",
+            Self::PostgresStatic { .. } => "postgres_static",
+            Self::Generated { .. } => "generated",
+            Self::KmsRewrap { .. } => "kms_rewrap",
+        }
+    }
+
+    /// The secret classes this kind can rotate: a target of the wrong kind would run
+    /// the wrong rotation (an overlap the target cannot keep, a missing approval), so
+    /// validation refuses the pair instead of guessing.
+    #[must_use]
+    pub fn classes(&self) -> &'static [SecretClass] {
+        match self {
+            Self::PostgresDynamic { .. } => &[SecretClass::DynamicDb],
+            Self::TransitSigning { .. } => &[SecretClass::SigningKey, SecretClass::JwtKey],
+            Self::PostgresStatic { .. } => &[SecretClass::StaticDb],
+            Self::Generated { .. } => &[SecretClass::ApiToken],
+            Self::KmsRewrap { .. } => &[SecretClass::KmsMasterKey],
+        }
+    }
 }
 
 /// The validated configuration.
@@ -166,6 +345,10 @@ pub struct RotationConfig {
     pub targets: BTreeMap<String, TargetSpec>,
     /// Expiry of observe-only secrets, per secret name.
     pub certificates: BTreeMap<String, CertificateSpec>,
+    /// Consumer refresh through the Kubernetes API.
+    pub kubernetes: KubernetesSettings,
+    /// The JWKS endpoints.
+    pub jwks: JwksSettings,
 }
 
 impl RotationConfig {
@@ -216,6 +399,94 @@ fn target_spec(
                 key,
             }
         }
+        RawTarget::PostgresStatic {
+            database_mount,
+            role,
+            host,
+            port,
+            dbname,
+        } => {
+            nonempty(errs, &at("database_mount"), &database_mount);
+            nonempty(errs, &at("role"), &role);
+            nonempty(errs, &at("host"), &host);
+            if port == 0 {
+                errs.push(ConfigError::new(at("port"), "must not be 0"));
+            }
+            TargetSpec::PostgresStatic {
+                database_mount,
+                role,
+                host,
+                port,
+                dbname: dbname.unwrap_or_else(|| "postgres".to_owned()),
+            }
+        }
+        RawTarget::Generated {
+            length,
+            encoding,
+            verify_url,
+        } => generated(length, encoding.as_deref(), verify_url, at, errs),
+        RawTarget::KmsRewrap {
+            transit_mount,
+            key,
+            data_keys_path,
+        } => {
+            nonempty(errs, &at("key"), &key);
+            let data_keys_path = data_keys_path.trim_matches('/').to_owned();
+            nonempty(errs, &at("data_keys_path"), &data_keys_path);
+            TargetSpec::KmsRewrap {
+                transit_mount: transit_mount.unwrap_or_else(|| "transit".to_owned()),
+                key,
+                data_keys_path,
+            }
+        }
+    }
+}
+
+/// Bounds of a generated token's random bytes: below 16 (128 bits) a token can be
+/// guessed offline; above 1024 it no longer fits a header comfortably.
+const TOKEN_BYTES: std::ops::RangeInclusive<usize> = 16..=1024;
+
+fn generated(
+    length: Option<usize>,
+    encoding: Option<&str>,
+    verify_url: Option<String>,
+    at: &dyn Fn(&str) -> String,
+    errs: &mut Vec<ConfigError>,
+) -> TargetSpec {
+    let length = length.unwrap_or(32);
+    if !TOKEN_BYTES.contains(&length) {
+        errs.push(ConfigError::new(
+            at("length"),
+            format!(
+                "{length} random bytes: must be {}..={}",
+                TOKEN_BYTES.start(),
+                TOKEN_BYTES.end()
+            ),
+        ));
+    }
+    let encoding = match encoding.unwrap_or("base64url") {
+        "base64url" => TokenEncoding::Base64Url,
+        "hex" => TokenEncoding::Hex,
+        other => {
+            errs.push(ConfigError::new(
+                at("encoding"),
+                format!("unknown encoding {other:?}; one of base64url, hex"),
+            ));
+            TokenEncoding::Base64Url
+        }
+    };
+    if let Some(url) = &verify_url
+        && !(url.starts_with("http://") || url.starts_with("https://"))
+    {
+        errs.push(ConfigError::new(
+            at("verify_url"),
+            format!("{url:?} is not an http:// or https:// URL"),
+        ));
+    }
+    TargetSpec::Generated {
+        length,
+        encoding,
+        verify_url,
     }
 }
 
@@ -278,6 +549,48 @@ fn certificates(
     out
 }
 
+/// Every target names a secret of the inventory whose class it can rotate.
+fn check_targets(
+    targets: &BTreeMap<String, TargetSpec>,
+    inventory: &Inventory,
+    errs: &mut Vec<ConfigError>,
+) {
+    for (name, spec) in targets {
+        match inventory.secrets.iter().find(|s| &s.name == name) {
+            None => errs.push(ConfigError::new(
+                format!("targets.{name}"),
+                "no secret of that name in the inventory",
+            )),
+            Some(s) if !spec.classes().contains(&s.class) => {
+                let fits: Vec<&str> = spec.classes().iter().map(|c| c.as_str()).collect();
+                errs.push(ConfigError::new(
+                    format!("targets.{name}"),
+                    format!(
+                        "kind {} does not fit class {} of secret {name}: it rotates {}",
+                        spec.kind(),
+                        s.class,
+                        fits.join(", ")
+                    ),
+                ));
+            }
+            Some(s) => {
+                if let TargetSpec::KmsRewrap { data_keys_path, .. } = spec
+                    && s.path.starts_with(&format!("{data_keys_path}/"))
+                {
+                    errs.push(ConfigError::new(
+                        format!("targets.{name}.data_keys_path"),
+                        format!(
+                            "{data_keys_path:?} contains the secret's own path {:?}: it \
+                             would be re-wrapped as a data key",
+                            s.path
+                        ),
+                    ));
+                }
+            }
+        }
+    }
+}
+
 impl Validate for RawRotationConfig {
     type Valid = RotationConfig;
 
@@ -329,14 +642,7 @@ impl Validate for RawRotationConfig {
         let (Ok(listen), Some(tick), Ok(mut inventory)) = (listen, tick, inventory) else {
             return Err(errs);
         };
-        for name in targets.keys() {
-            if !inventory.secrets.iter().any(|s| &s.name == name) {
-                errs.push(ConfigError::new(
-                    format!("targets.{name}"),
-                    "no secret of that name in the inventory",
-                ));
-            }
-        }
+        check_targets(&targets, &inventory, &mut errs);
         for (i, s) in inventory.secrets.iter().enumerate() {
             if !s.class.is_observe_only() && !targets.contains_key(&s.name) {
                 inventory.warnings.push(ConfigError::new(
@@ -346,6 +652,13 @@ impl Validate for RawRotationConfig {
             }
         }
         let certificates = certificates(self.certificates, &inventory, &mut errs);
+        let (kubernetes, jwks) = consumer_sections(
+            self.kubernetes,
+            self.jwks,
+            &mut inventory,
+            &targets,
+            &mut errs,
+        );
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -360,8 +673,143 @@ impl Validate for RawRotationConfig {
             inventory,
             targets,
             certificates,
+            kubernetes,
+            jwks,
         })
     }
+}
+
+// ---- consumers and JWKS: the sections only rotation-controller acts on ----------------
+
+/// The `kubernetes` section as written: whether the controller moves consumers itself.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawKubernetes {
+    /// Refresh ESO `ExternalSecret`s and restart Deployments through the API (default
+    /// `false`): in-cluster credentials or `KUBECONFIG`.
+    #[serde(default)]
+    pub enabled: bool,
+    /// One rollout per workload per window, however many of its secrets change in it
+    /// (default `1m`).
+    #[serde(default)]
+    pub restart_window: Option<String>,
+}
+
+/// Validated `kubernetes` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KubernetesSettings {
+    /// Whether the controller builds a Kubernetes client at all.
+    pub enabled: bool,
+    /// The restart coalescing window.
+    pub restart_window: Duration,
+}
+
+/// The `jwks` section as written.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJwks {
+    /// How long a rendered JWKS is cached and `Cache-Control: max-age` (default `30s`).
+    #[serde(default)]
+    pub ttl: Option<String>,
+    /// The secret served at `/.well-known/jwks.json` (default: the only `jwt_key` secret
+    /// with a `transit_signing` target, if there is exactly one).
+    #[serde(default)]
+    pub well_known: Option<String>,
+}
+
+/// Validated `jwks` section. Every secret with a `transit_signing` target is served at
+/// `/jwks/<name>`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JwksSettings {
+    /// Cache lifetime and `max-age`.
+    pub ttl: Duration,
+    /// The secret behind `/.well-known/jwks.json`, if any.
+    pub well_known: Option<String>,
+}
+
+fn duration_or(
+    text: Option<&str>,
+    default: &str,
+    at: &str,
+    errs: &mut Vec<ConfigError>,
+) -> Duration {
+    let text = text.unwrap_or(default);
+    humantime::parse_duration(text).unwrap_or_else(|e| {
+        errs.push(ConfigError::new(
+            at,
+            format!("{text:?} is not a duration: {e}"),
+        ));
+        Duration::ZERO
+    })
+}
+
+fn consumer_sections(
+    kubernetes: Option<RawKubernetes>,
+    jwks: Option<RawJwks>,
+    inventory: &mut Inventory,
+    targets: &BTreeMap<String, TargetSpec>,
+    errs: &mut Vec<ConfigError>,
+) -> (KubernetesSettings, JwksSettings) {
+    let k = kubernetes.unwrap_or(RawKubernetes {
+        enabled: false,
+        restart_window: None,
+    });
+    let kubernetes = KubernetesSettings {
+        enabled: k.enabled,
+        restart_window: duration_or(
+            k.restart_window.as_deref(),
+            "1m",
+            "kubernetes.restart_window",
+            errs,
+        ),
+    };
+    if kubernetes.enabled {
+        for (i, s) in inventory.secrets.iter().enumerate() {
+            let restarts = s
+                .consumers
+                .iter()
+                .any(|c| c.kind == crate::model::ConsumerKind::Deployment);
+            if restarts && s.overlap <= kubernetes.restart_window {
+                inventory.warnings.push(ConfigError::new(
+                    format!("inventory.secrets[{i}].overlap"),
+                    format!(
+                        "{}: overlap is not longer than kubernetes.restart_window; the previous \
+                         version is retired only after its consumers were restarted",
+                        s.name
+                    ),
+                ));
+            }
+        }
+    }
+    let j = jwks.unwrap_or(RawJwks {
+        ttl: None,
+        well_known: None,
+    });
+    let ttl = duration_or(j.ttl.as_deref(), "30s", "jwks.ttl", errs);
+    let transit = |name: &str| matches!(targets.get(name), Some(TargetSpec::TransitSigning { .. }));
+    let well_known = match j.well_known {
+        Some(name) if transit(&name) => Some(name),
+        Some(name) => {
+            errs.push(ConfigError::new(
+                "jwks.well_known",
+                format!("{name:?} has no transit_signing target"),
+            ));
+            None
+        }
+        None => {
+            let jwt: Vec<&str> = inventory
+                .secrets
+                .iter()
+                .filter(|s| s.class == crate::model::SecretClass::JwtKey && transit(&s.name))
+                .map(|s| s.name.as_str())
+                .collect();
+            match jwt.as_slice() {
+                [only] => Some((*only).to_owned()),
+                _ => None,
+            }
+        }
+    };
+    (kubernetes, JwksSettings { ttl, well_known })
 }
 
 #[cfg(test)]
@@ -509,10 +957,236 @@ certificates:
             paths,
             [
                 "targets.db.key",
+                "targets.db",
                 "certificates.db",
                 "certificates.db.not_after",
                 "certificates.db.alert_before"
             ]
         );
+    }
+
+    const HEAD: &str = "
+openbao: { address: 'http://bao:8200' }
+inventory:
+  secrets:
+    - { name: svc, class: static_db, path: db/svc, max_age: 30d, overlap: 0s, owner: o, consumers: [deployment/a/b] }
+    - { name: tok, class: api_token, path: t/tok, max_age: 90d, overlap: 1d, owner: o, consumers: [deployment/a/b] }
+    - { name: kms, class: kms_master_key, path: kms/master, max_age: 365d, overlap: 7d, owner: sec,
+        consumers: [deployment/a/b], approval: { approvers: [so], expires_after: 1d } }
+    - { name: jwt, class: jwt_key, path: keys/jwt, max_age: 30d, overlap: 1d, owner: sec,
+        consumers: [deployment/a/b], approval: { approvers: [so], expires_after: 1d } }
+";
+
+    #[test]
+    fn static_generated_and_kms_targets_validate_with_defaults() {
+        let cfg = load(&format!(
+            "{HEAD}targets:
+  svc: {{ kind: postgres_static, database_mount: database, role: svc, host: pg, port: 5432 }}
+  tok: {{ kind: generated, verify_url: 'https://api.internal/whoami' }}
+  kms: {{ kind: kms_rewrap, key: master, data_keys_path: /kms/data-keys/ }}
+  jwt: {{ kind: transit_signing, key: jwt }}
+"
+        ))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            cfg.target("svc"),
+            Some(&TargetSpec::PostgresStatic {
+                database_mount: "database".into(),
+                role: "svc".into(),
+                host: "pg".into(),
+                port: 5432,
+                dbname: "postgres".into()
+            })
+        );
+        assert_eq!(
+            cfg.target("tok"),
+            Some(&TargetSpec::Generated {
+                length: 32,
+                encoding: TokenEncoding::Base64Url,
+                verify_url: Some("https://api.internal/whoami".into())
+            })
+        );
+        assert_eq!(
+            cfg.target("kms"),
+            Some(&TargetSpec::KmsRewrap {
+                transit_mount: "transit".into(),
+                key: "master".into(),
+                data_keys_path: "kms/data-keys".into()
+            })
+        );
+        assert!(
+            cfg.inventory.warnings.is_empty(),
+            "{:?}",
+            cfg.inventory.warnings
+        );
+    }
+
+    #[test]
+    fn a_kind_that_does_not_fit_the_class_names_both() {
+        let err = load(&format!(
+            "{HEAD}targets:
+  jwt: {{ kind: postgres_static, database_mount: database, role: svc, host: pg, port: 5432 }}
+  svc: {{ kind: generated }}
+  tok: {{ kind: kms_rewrap, key: k, data_keys_path: d }}
+  kms: {{ kind: postgres_dynamic, database_mount: database, role: app, host: pg, port: 5432 }}
+"
+        ))
+        .expect_err("invalid");
+        let got: Vec<(&str, &str)> = err
+            .iter()
+            .map(|e| (e.path.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(got.len(), 4, "{got:#?}");
+        assert!(got.contains(&(
+            "targets.jwt",
+            "kind postgres_static does not fit class jwt_key of secret jwt: it rotates static_db"
+        )));
+        assert!(got.iter().any(|(p, m)| *p == "targets.svc"
+            && m.contains("generated")
+            && m.contains("static_db")));
+        assert!(
+            got.iter()
+                .any(|(p, m)| *p == "targets.tok" && m.contains("kms_rewrap"))
+        );
+        assert!(
+            got.iter()
+                .any(|(p, m)| *p == "targets.kms" && m.contains("kms_master_key"))
+        );
+    }
+
+    #[test]
+    fn a_kms_secret_inside_its_own_data_key_folder_is_an_error() {
+        let err = load(&format!(
+            "{HEAD}targets:\n  kms: {{ kind: kms_rewrap, key: master, data_keys_path: kms }}\n"
+        ))
+        .expect_err("invalid");
+        assert_eq!(err.len(), 1, "{err:?}");
+        assert_eq!(err[0].path, "targets.kms.data_keys_path");
+    }
+
+    #[test]
+    fn bad_values_of_the_new_kinds_are_reported_with_their_paths() {
+        let err = load(&format!(
+            "{HEAD}targets:
+  svc: {{ kind: postgres_static, database_mount: '', role: '', host: pg, port: 0 }}
+  tok: {{ kind: generated, length: 8, encoding: base32, verify_url: 'ftp://x' }}
+  kms: {{ kind: kms_rewrap, key: '', data_keys_path: '/' }}
+"
+        ))
+        .expect_err("invalid");
+        let mut paths: Vec<&str> = err.iter().map(|e| e.path.as_str()).collect();
+        paths.sort_unstable();
+        assert_eq!(
+            paths,
+            [
+                "targets.kms.data_keys_path",
+                "targets.kms.key",
+                "targets.svc.database_mount",
+                "targets.svc.port",
+                "targets.svc.role",
+                "targets.tok.encoding",
+                "targets.tok.length",
+                "targets.tok.verify_url",
+            ],
+            "{err:#?}"
+        );
+    }
+
+    #[test]
+    fn an_unknown_field_of_a_new_kind_is_an_error_with_its_path() {
+        for (target, field) in [
+            (
+                "{ kind: postgres_static, database_mount: d, role: r, host: h, port: 1, ttl: 1h }",
+                "ttl",
+            ),
+            ("{ kind: generated, alphabet: abc }", "alphabet"),
+            (
+                "{ kind: kms_rewrap, key: k, data_keys_path: d, min_version: 2 }",
+                "min_version",
+            ),
+        ] {
+            let yaml = format!("{HEAD}targets:\n  svc: {target}\n");
+            let source = sre_core::config::Source::Text {
+                name: "rotation.yaml".into(),
+                text: yaml,
+                format: sre_core::config::Format::Yaml,
+            };
+            let err = sre_core::config::load::<RawRotationConfig>(
+                &source,
+                &sre_core::config::EnvOverrides::with_prefix(ENV_PREFIX),
+                std::iter::empty(),
+            )
+            .expect_err("unknown field");
+            assert_eq!(err.errors.len(), 1, "{err:?}");
+            assert_eq!(err.errors[0].path, "targets.svc", "{target}");
+            assert!(err.errors[0].message.contains(field), "{err:?}");
+        }
+    }
+
+    #[test]
+    fn token_encodings_match_rfc4648_and_their_structural_check() {
+        let e = TokenEncoding::Base64Url;
+        for (plain, enc) in [
+            ("f", "Zg"),
+            ("fo", "Zm8"),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(e.encode(plain.as_bytes()), enc);
+            assert_eq!(e.encoded_len(plain.len()), enc.len());
+        }
+        assert_eq!(e.encode(&[0xfb, 0xff]), "-_8");
+        assert_eq!(TokenEncoding::Hex.encode(&[0x00, 0xab, 0x7f]), "00ab7f");
+        let tok = e.encode(&[7; 32]);
+        assert!(e.is_well_formed(&tok, 32));
+        assert!(!e.is_well_formed(&tok, 33), "wrong length");
+        assert!(!e.is_well_formed(&tok.replace('H', "+"), 32) || !tok.contains('H'));
+        assert!(
+            !TokenEncoding::Hex.is_well_formed("00AB7F", 3),
+            "upper case is not ours"
+        );
+        assert!(TokenEncoding::Hex.is_well_formed("00ab7f", 3));
+    }
+
+    #[test]
+    fn kubernetes_and_jwks_sections_default_validate_and_warn() {
+        let base = "
+openbao: { address: 'http://bao:8200' }
+inventory:
+  secrets:
+    - { name: jwt, class: jwt_key, path: keys/jwt, max_age: 30d, overlap: 30s, owner: sec,
+        consumers: [deployment/a/b], approval: { approvers: [so], expires_after: 1d } }
+targets:
+  jwt: { kind: transit_signing, key: jwt }
+";
+        let cfg = load(base).unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(!cfg.kubernetes.enabled);
+        assert_eq!(cfg.kubernetes.restart_window, Duration::from_mins(1));
+        assert_eq!(cfg.jwks.ttl, Duration::from_secs(30));
+        assert_eq!(
+            cfg.jwks.well_known.as_deref(),
+            Some("jwt"),
+            "the only JWT key"
+        );
+        let cfg = load(&format!(
+            "{base}kubernetes: {{ enabled: true, restart_window: 45s }}\njwks: {{ ttl: 5s }}\n"
+        ))
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(cfg.kubernetes.enabled);
+        assert_eq!(cfg.jwks.ttl, Duration::from_secs(5));
+        assert!(
+            cfg.inventory
+                .warnings
+                .iter()
+                .any(|w| w.path == "inventory.secrets[0].overlap"),
+            "{:?}",
+            cfg.inventory.warnings
+        );
+        let err = load(&format!(
+            "{base}kubernetes: {{ restart_window: soon }}\njwks: {{ well_known: db }}\n"
+        ))
+        .expect_err("invalid");
+        let paths: Vec<&str> = err.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["kubernetes.restart_window", "jwks.well_known"]);
     }
 }

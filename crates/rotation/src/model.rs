@@ -81,6 +81,17 @@ impl SecretClass {
     pub fn is_observe_only(self) -> bool {
         matches!(self, Self::Svid | Self::Tls)
     }
+
+    /// The target holds exactly one live credential: rotating it invalidates the old
+    /// one at once (an OpenBao static role changes the account's password in place), so
+    /// no overlap window can exist. The plan retires the previous version right after
+    /// the promotion, and the inventory refuses an overlap other than `0s` rather than
+    /// promise one that the database cannot keep; consumers must re-read the secret (an
+    /// ESO refresh), which is what matters for this class.
+    #[must_use]
+    pub fn has_single_live_credential(self) -> bool {
+        matches!(self, Self::StaticDb)
+    }
 }
 
 impl fmt::Display for SecretClass {
@@ -384,6 +395,18 @@ impl RawSecret {
             errs.push(ConfigError::new(p("owner"), "must not be empty"));
         }
         let overlap = duration(errs, &p("overlap"), &self.overlap, false);
+        if class.is_some_and(SecretClass::has_single_live_credential)
+            && overlap.is_some_and(|o| !o.is_zero())
+        {
+            errs.push(ConfigError::new(
+                p("overlap"),
+                format!(
+                    "must be 0s for {}: the old password stops working when the new one is set, \
+                     so consumers must refresh at once (no overlap can be kept)",
+                    self.class
+                ),
+            ));
+        }
         let cadence = self.cadence(at, class, overlap, errs);
         let mut consumers = Vec::new();
         for (i, c) in self.consumers.iter().enumerate() {
@@ -581,5 +604,28 @@ secrets:
         ));
         assert_eq!(daily.next_due(t), Some(t + chrono::Duration::hours(3)));
         assert_eq!(Cadence::Never.next_due(t), None);
+    }
+
+    #[test]
+    fn a_static_role_allows_no_overlap() {
+        let inv = load(
+            "
+secrets:
+  - { name: svc, class: static_db, path: db/svc, max_age: 30d, overlap: 0s, owner: o, consumers: [externalsecret/a/svc] }
+",
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(inv.secrets[0].class.has_single_live_credential());
+        let err = load(
+            "
+secrets:
+  - { name: svc, class: static_db, path: db/svc, max_age: 30d, overlap: 5m, owner: o, consumers: [externalsecret/a/svc] }
+",
+        )
+        .expect_err("overlap on a static role");
+        assert_eq!(err.len(), 1);
+        assert_eq!(err[0].path, "secrets[0].overlap");
+        assert!(err[0].message.contains("static_db"), "{}", err[0].message);
+        assert!(!SecretClass::DynamicDb.has_single_live_credential());
     }
 }

@@ -7,6 +7,9 @@
 //! -> retire previous once the window has passed. A rejected set or test aborts: the
 //! pending version is revoked and destroyed and current stays.
 //!
+//! A class with a single live credential (`static_db`) has no overlap: the previous
+//! version is retired right after the promotion, because the target already refuses it.
+//!
 //! Invariant: once a secret has a current version, no step ever revokes it: only the
 //! previous version (after its window) and a pending version that never became current
 //! are retired. Checked by the property test below against every crash point.
@@ -326,8 +329,14 @@ pub fn apply(
         (Step::Promote { version }, Outcome::Done)
             if pending_at(&Stage::Tested, *version) && state.previous.is_none() =>
         {
-            let overlap =
-                chrono::Duration::from_std(secret.overlap).unwrap_or(chrono::Duration::MAX);
+            // One live credential (a static role): the old one already stopped working
+            // at the target, so it is retired at once instead of kept for an overlap
+            // that cannot exist (the inventory also refuses a non-zero overlap).
+            let overlap = if secret.class.has_single_live_credential() {
+                chrono::Duration::zero()
+            } else {
+                chrono::Duration::from_std(secret.overlap).unwrap_or(chrono::Duration::MAX)
+            };
             next.previous = state.current.map(|c| Previous {
                 version: c,
                 retire_at: now
@@ -528,6 +537,31 @@ mod tests {
             t(160),
         );
         assert_eq!(st.previous, None);
+    }
+
+    #[test]
+    fn a_static_role_retires_the_old_password_right_after_the_promotion() {
+        // Even a (hand-built) secret with an overlap: the old password is dead already.
+        let s = ManagedSecret {
+            class: SecretClass::StaticDb,
+            ..secret(3600, 60)
+        };
+        let st = apply(
+            &pending(2, Stage::Tested),
+            &Step::Promote { version: 2 },
+            &Outcome::Done,
+            &s,
+            t(100),
+        );
+        assert_eq!(st.current, Some(2));
+        assert_eq!(
+            st.previous,
+            Some(Previous {
+                version: 1,
+                retire_at: t(100)
+            })
+        );
+        check(&st, &obs(2), &s, 100, &Step::RetirePrevious { version: 1 });
     }
 
     #[test]

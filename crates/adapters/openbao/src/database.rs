@@ -1,5 +1,6 @@
 //! [`BaoDatabase`]: the OpenBao database secrets engine with the PostgreSQL plugin:
-//! connections, dynamic roles, credentials with their leases, renewal and revocation.
+//! connections, dynamic roles, credentials with their leases, renewal and revocation,
+//! and static roles (one existing account whose password the engine changes in place).
 
 use crate::client::{self, Raw};
 use crate::config::BaoConfig;
@@ -50,6 +51,48 @@ pub struct DynamicRole {
     pub default_ttl: Duration,
     /// Upper bound that renewals cannot pass.
     pub max_ttl: Duration,
+}
+
+/// A role bound to one existing database account whose password the engine rotates in
+/// place (`<mount>/static-roles/<name>`): for service accounts that cannot be replaced
+/// by a fresh user per consumer.
+#[derive(Debug, Clone)]
+pub struct StaticRole {
+    /// Role name (the `static-creds/<name>` path).
+    pub name: String,
+    /// The existing database user.
+    pub username: String,
+    /// How often the engine rotates on its own. Set it longer than the rotation
+    /// cadence that `sre-rotation` drives, or the engine changes the password behind
+    /// the KV copy (each `rotate-role` restarts this period).
+    pub rotation_period: Duration,
+    /// SQL that sets the password (`{{name}}`, `{{password}}`); empty: the plugin's
+    /// default `ALTER ROLE ... WITH PASSWORD`.
+    pub rotation_statements: Vec<String>,
+}
+
+/// The current password of a static role. `Debug` redacts it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct StaticCredential {
+    /// The database user.
+    pub username: String,
+    /// Its only valid password.
+    pub password: String,
+    /// When the engine last set it (RFC 3339, as OpenBao reports it).
+    pub last_rotation: String,
+    /// Time until the engine's own next rotation.
+    pub ttl: Duration,
+}
+
+impl fmt::Debug for StaticCredential {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticCredential")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .field("last_rotation", &self.last_rotation)
+            .field("ttl", &self.ttl)
+            .finish()
+    }
 }
 
 /// An OpenBao lease: what to renew or revoke, and for how long it is valid now.
@@ -133,6 +176,27 @@ fn lease(v: &serde_json::Value, what: &str) -> Result<Lease, PortError> {
     })
 }
 
+/// Reads `static-creds`' answer.
+fn static_credential(v: &serde_json::Value, what: &str) -> Result<StaticCredential, PortError> {
+    let data = v.get("data").ok_or_else(|| malformed(what, "no data"))?;
+    let text = |k: &str| {
+        data.get(k)
+            .and_then(serde_json::Value::as_str)
+            .map(str::to_owned)
+            .ok_or_else(|| malformed(what, format!("no data.{k}")))
+    };
+    Ok(StaticCredential {
+        username: text("username")?,
+        password: text("password")?,
+        last_rotation: text("last_vault_rotation").unwrap_or_default(),
+        ttl: Duration::from_secs(
+            data.get("ttl")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0),
+        ),
+    })
+}
+
 impl BaoDatabase {
     /// The engine at `mount` (e.g. `database`). No request is made.
     pub fn new(config: &BaoConfig, mount: impl Into<String>) -> Result<Self, Error> {
@@ -210,6 +274,44 @@ impl BaoDatabase {
         })
     }
 
+    /// Creates or replaces static role `role.name` on connection `db`. The engine sets
+    /// a new password at once (the account's old one stops working).
+    #[tracing::instrument(skip_all, fields(mount = %self.mount, role = %role.name))]
+    pub async fn set_static_role(&self, db: &str, role: &StaticRole) -> Result<(), PortError> {
+        let path = format!("{}/static-roles/{}", self.mount, role.name);
+        let mut body = serde_json::json!({
+            "db_name": db,
+            "username": role.username,
+            "rotation_period": secs(role.rotation_period),
+        });
+        if !role.rotation_statements.is_empty() {
+            body["rotation_statements"] = serde_json::json!(role.rotation_statements);
+        }
+        client::empty(&self.client, Raw::put(path.clone(), body), &path).await
+    }
+
+    /// The static role's current password, as the engine last set it.
+    #[tracing::instrument(skip_all, fields(mount = %self.mount, role))]
+    pub async fn static_creds(&self, role: &str) -> Result<StaticCredential, PortError> {
+        let path = format!("{}/static-creds/{role}", self.mount);
+        let v = client::envelope(&self.client, Raw::get(path.clone()), &path).await?;
+        static_credential(&v, &path)
+    }
+
+    /// Makes the engine change the static role's password now (`rotate-role`): the new
+    /// one is in [`Self::static_creds`], the old one no longer logs in. Repeating it
+    /// only rotates once more.
+    #[tracing::instrument(skip_all, fields(mount = %self.mount, role))]
+    pub async fn rotate_static_role(&self, role: &str) -> Result<(), PortError> {
+        let path = format!("{}/rotate-role/{role}", self.mount);
+        client::empty(
+            &self.client,
+            Raw::put(path.clone(), serde_json::json!({})),
+            &path,
+        )
+        .await
+    }
+
     /// Extends a lease by `increment` (capped by the role's `max_ttl`).
     #[tracing::instrument(skip_all, fields(mount = %self.mount))]
     pub async fn renew(&self, lease_id: &str, increment: Duration) -> Result<Lease, PortError> {
@@ -257,6 +359,18 @@ mod tests {
             "p",
         );
         assert!(matches!(err, Err(PortError::Malformed { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn static_creds_are_read_and_a_missing_password_is_malformed() {
+        let v = serde_json::json!({"data": {"username": "svc", "password": "A1a-x",
+            "last_vault_rotation": "2026-01-01T00:00:00Z", "ttl": 86_399, "rotation_period": 86_400}});
+        let c = static_credential(&v, "p").unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!((c.username.as_str(), c.password.as_str()), ("svc", "A1a-x"));
+        assert_eq!(c.ttl, Duration::from_secs(86_399));
+        assert!(!format!("{c:?}").contains("A1a-x"));
+        let bad = static_credential(&serde_json::json!({"data": {"username": "svc"}}), "p");
+        assert!(matches!(bad, Err(PortError::Malformed { .. })), "{bad:?}");
     }
 
     #[test]

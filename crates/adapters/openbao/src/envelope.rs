@@ -39,14 +39,17 @@ impl std::fmt::Debug for Envelope<'_> {
     }
 }
 
-fn corrupt(message: String) -> PortError {
+pub(crate) fn corrupt(message: String) -> PortError {
     PortError::Rejected {
         backend: BACKEND,
         message,
     }
 }
 
-async fn save(env: Envelope<'_>, progress: Option<&RewrapProgress>) -> Result<(), PortError> {
+pub(crate) async fn save(
+    env: Envelope<'_>,
+    progress: Option<&RewrapProgress>,
+) -> Result<(), PortError> {
     let mut custom = env
         .store
         .metadata(env.progress_path)
@@ -57,6 +60,44 @@ async fn save(env: Envelope<'_>, progress: Option<&RewrapProgress>) -> Result<()
     env.store
         .set_custom_metadata(env.progress_path, &custom)
         .await
+}
+
+/// Re-wraps data key `id` (a KV path) under the newest master key version, checks the
+/// result is at `target_version` or newer and decrypts to the same key, and stores it.
+/// Repeating it is harmless: an up-to-date ciphertext re-wraps to an equivalent one.
+pub(crate) async fn rewrap_one(
+    env: Envelope<'_>,
+    id: &str,
+    target_version: u64,
+) -> Result<(), PortError> {
+    let old = ciphertext(env.store, id).await?;
+    let plain = env.keys.decrypt(env.master_key, &old).await?;
+    let new = env.keys.rewrap(env.master_key, &old).await?;
+    if signature_version(&new).is_none_or(|v| v < target_version) {
+        return Err(corrupt(format!(
+            "data key {id} re-wrapped below version {target_version}"
+        )));
+    }
+    if env.keys.decrypt(env.master_key, &new).await? != plain {
+        return Err(corrupt(format!(
+            "data key {id} decrypts differently after re-wrap"
+        )));
+    }
+    if new != old {
+        env.store
+            .write(id, &SecretData::from_pairs([("ciphertext", new)]), None)
+            .await?;
+    }
+    Ok(())
+}
+
+/// The wrapped data key stored at `id` (field `ciphertext`).
+pub(crate) async fn ciphertext(store: &dyn SecretStore, id: &str) -> Result<String, PortError> {
+    store
+        .read(id, None)
+        .await?
+        .and_then(|v| v.data.get("ciphertext").map(str::to_owned))
+        .ok_or_else(|| corrupt(format!("data key {id} has no ciphertext")))
 }
 
 /// Loads the persisted progress (`None`: no re-wrap in flight).
@@ -99,30 +140,7 @@ pub async fn rewrap_step(env: Envelope<'_>, data_keys: &[String]) -> Result<Rewr
                 target_version: 0,
                 done_through: None,
             });
-            let old = env
-                .store
-                .read(id, None)
-                .await?
-                .and_then(|v| v.data.get("ciphertext").map(str::to_owned))
-                .ok_or_else(|| corrupt(format!("data key {id} has no ciphertext")))?;
-            let plain = env.keys.decrypt(env.master_key, &old).await?;
-            let new = env.keys.rewrap(env.master_key, &old).await?;
-            if signature_version(&new).is_none_or(|v| v < p.target_version) {
-                return Err(corrupt(format!(
-                    "data key {id} re-wrapped below version {}",
-                    p.target_version
-                )));
-            }
-            if env.keys.decrypt(env.master_key, &new).await? != plain {
-                return Err(corrupt(format!(
-                    "data key {id} decrypts differently after re-wrap"
-                )));
-            }
-            if new != old {
-                env.store
-                    .write(id, &SecretData::from_pairs([("ciphertext", new)]), None)
-                    .await?;
-            }
+            rewrap_one(env, id, p.target_version).await?;
             p.done_through = Some(id.clone());
             save(env, Some(&p)).await?;
         }

@@ -2,14 +2,20 @@
 //! PostgreSQL 15 with scram authentication over TCP (both started by `cargo xtask
 //! services up`): credentials the engine mints must log in, and stop logging in once
 //! revoked; transit signatures must survive a key rotation until
-//! `min_decryption_version` moves past their version.
+//! `min_decryption_version` moves past their version. The unseal executor runs against
+//! a dev server of its own (spawned here, sealed, unsealed again), because sealing the
+//! shared one would break every other test.
 
 use sre_adapter_openbao::{
-    BaoConfig, BaoDatabase, BaoTransit, DynamicRole, PostgresConnection, SignatureCheck,
-    signature_version,
+    BaoConfig, BaoDatabase, BaoSecretStore, BaoTransit, BaoUnsealer, DynamicRole,
+    PostgresConnection, SignatureCheck, UnsealConfig, UnsealError, signature_version,
 };
 use sre_core::PortError;
+use sre_core::ports::{SecretData, SecretStore};
 use sre_core::testing::test_env;
+use sre_remediation::actions::{BaoInstance, Mode, Unsealer};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn config() -> BaoConfig {
@@ -376,4 +382,509 @@ async fn kms_rewrap_resumes_after_a_crash_halfway_and_cuts_over_last() {
         assert!(ct.starts_with("vault:v2:"), "{path}: {ct}");
         assert_eq!(&keys2.decrypt("master", &ct).await.expect("decrypt"), plain);
     }
+}
+
+/// A `bao server -dev` of this test's own, killed on drop.
+struct OwnBao {
+    child: Child,
+    addr: String,
+    unseal_key: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for OwnBao {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Starts `bao server -dev` on a free loopback port and reads its unseal key from the
+/// banner (the dev server has one share, threshold one).
+async fn own_bao() -> OwnBao {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let log_path = dir.path().join("bao.log");
+    let log = std::fs::File::create(&log_path).expect("log file");
+    let port = free_port();
+    let child = Command::new("bao")
+        .args(["server", "-dev", "-dev-root-token-id=unseal-test-root"])
+        .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+        // The dev server writes its token under $HOME: keep it in the temp dir.
+        .env("HOME", dir.path())
+        .current_dir(dir.path())
+        .stdin(Stdio::null())
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("`bao` on PATH (cargo xtask services up installs it)");
+    let mut bao = OwnBao {
+        child,
+        addr: format!("http://127.0.0.1:{port}"),
+        unseal_key: String::new(),
+        _dir: dir,
+    };
+    for _ in 0..300 {
+        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
+        if let Some(key) = text
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("Unseal Key:"))
+        {
+            bao.unseal_key = key.trim().to_owned();
+            break;
+        }
+        if let Ok(Some(status)) = bao.child.try_wait() {
+            panic!("bao server -dev exited with {status}: {text}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(
+        !bao.unseal_key.is_empty(),
+        "no unseal key in the dev server's banner"
+    );
+    bao
+}
+
+fn root_client(addr: &str) -> vaultrs::client::VaultClient {
+    let settings = vaultrs::client::VaultClientSettingsBuilder::default()
+        .address(addr)
+        .token("unseal-test-root")
+        .verify(true)
+        .ca_certs(Vec::new())
+        .identity(None)
+        .namespace(None)
+        .build()
+        .expect("settings");
+    vaultrs::client::VaultClient::new(settings).expect("client")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unseal_submits_attested_shares_only_when_sealed_and_enough() {
+    let bao = own_bao().await;
+    let instance = BaoInstance::new(Some("vault"), "openbao-0");
+    // The key source: the shared dev server's KV (in production a SPIRE-gated store).
+    let keys: Arc<dyn SecretStore> = Arc::new(BaoSecretStore::new(&config()).expect("client"));
+    let scope = unique("unseal");
+    let unsealer = |keys_path: &str| {
+        let mut cfg = UnsealConfig::new(
+            "http://{name}.openbao-internal.{namespace}.svc:8200",
+            format!("{scope}/{keys_path}/{{namespace}}"),
+        );
+        cfg.addresses.insert("openbao-0".into(), bao.addr.clone());
+        BaoUnsealer::new(cfg, keys.clone())
+    };
+    let good = unsealer("good");
+    keys.write(
+        &format!("{scope}/good/vault"),
+        &SecretData::from_pairs([("keys", format!("[\"{}\"]", bao.unseal_key))]),
+        None,
+    )
+    .await
+    .expect("store the share");
+
+    // Ready and unsealed: nothing to do, nothing submitted.
+    let mut ready = false;
+    for _ in 0..100 {
+        if good.seal_status(&instance).await.is_ok() {
+            ready = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(ready, "the dev server never answered seal-status");
+    let idle = good
+        .unseal(&instance, Mode::Apply)
+        .await
+        .expect("unsealed already");
+    assert!(!idle.changed, "{idle:?}");
+
+    vaultrs::sys::seal(&root_client(&bao.addr))
+        .await
+        .expect("seal");
+    let sealed = good.seal_status(&instance).await.expect("status");
+    assert!(sealed.sealed && sealed.threshold == 1, "{sealed:?}");
+
+    // No shares at the path: a typed error, and the server stays sealed.
+    let none = unsealer("missing")
+        .unseal_instance(&instance, Mode::Apply)
+        .await;
+    assert!(
+        matches!(
+            none,
+            Err(UnsealError::NotEnoughShares {
+                available: 0,
+                threshold: 1,
+                ..
+            })
+        ),
+        "{none:?}"
+    );
+    // A share that is not this server's: rejected, still sealed.
+    let wrong = unsealer("wrong");
+    keys.write(
+        &format!("{scope}/wrong/vault"),
+        &SecretData::from_pairs([("keys", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA=")]),
+        None,
+    )
+    .await
+    .expect("store a wrong share");
+    let rejected = wrong.unseal_instance(&instance, Mode::Apply).await;
+    assert!(
+        matches!(&rejected, Err(UnsealError::SharesRejected { .. })),
+        "{rejected:?}"
+    );
+    assert!(
+        !format!("{rejected:?}").contains("AAAAAAAA"),
+        "an error must not quote the share: {rejected:?}"
+    );
+    assert!(good.seal_status(&instance).await.expect("status").sealed);
+
+    // A dry run reports shares against the threshold and submits nothing.
+    let dry = good.unseal(&instance, Mode::DryRun).await.expect("dry run");
+    assert!(dry.changed && dry.dry_run, "{dry:?}");
+    assert!(
+        dry.detail.contains("1 key shares available, threshold 1"),
+        "{}",
+        dry.detail
+    );
+    let after_dry = good.seal_status(&instance).await.expect("status");
+    assert!(after_dry.sealed && after_dry.progress == 0, "{after_dry:?}");
+
+    // The real thing, then idempotence.
+    let done = good.unseal(&instance, Mode::Apply).await.expect("unseal");
+    assert!(done.changed && !done.dry_run, "{done:?}");
+    assert_eq!(done.after.as_deref(), Some("sealed=false"));
+    assert!(!done.detail.contains(&bao.unseal_key), "{}", done.detail);
+    assert!(!good.seal_status(&instance).await.expect("status").sealed);
+    let again = good.unseal(&instance, Mode::Apply).await.expect("again");
+    assert!(!again.changed, "{again:?}");
+
+    // An instance nobody listens for: unavailable (retryable), through the port.
+    let mut cfg = UnsealConfig::new("http://{name}:1", format!("{scope}/good/{{namespace}}"));
+    cfg.addresses
+        .insert("gone".into(), format!("http://127.0.0.1:{}", free_port()));
+    let gone = BaoUnsealer::new(cfg, keys.clone())
+        .unseal(&BaoInstance::new(Some("vault"), "gone"), Mode::Apply)
+        .await;
+    assert!(
+        matches!(&gone, Err(e @ PortError::Unavailable { .. }) if e.is_retryable()),
+        "{gone:?}"
+    );
+    drop(bao);
+}
+
+/// `KmsRewrapTarget` through the real state machine on the real OpenBao: the first
+/// rotation re-wraps every data key to the new master version (install), a crash in the
+/// middle of the second rotation's re-wrap resumes with the keys not yet done, and the
+/// old version is refused only when the previous KV version is retired after the overlap.
+#[tokio::test]
+#[allow(clippy::too_many_lines)] // one scenario, two rotations and a crash, read in order
+async fn kms_master_key_rotates_through_the_state_machine_and_resumes_a_crashed_rewrap() {
+    use chrono::{DateTime, Utc};
+    use sre_adapter_openbao::{BaoSecretStore, KmsRewrapTarget, rewrap_progress};
+    use sre_core::ports::SecretStore;
+    use sre_rotation::config::TargetSpec;
+    use sre_rotation::drive::{StopAt, drive};
+    use sre_rotation::model::{ApprovalPolicy, Cadence, ManagedSecret, SecretClass};
+    use sre_rotation::run::{Ports, step};
+    use sre_rotation::{CredentialTarget, Verification};
+
+    let (mount, keys, folder, plains) = kms_fixture().await;
+    let store = BaoSecretStore::new(&config()).expect("kv");
+    let spec = TargetSpec::KmsRewrap {
+        transit_mount: mount.clone(),
+        key: "master".into(),
+        data_keys_path: folder.clone(),
+    };
+    let target = KmsRewrapTarget::from_spec(&config(), &spec)
+        .expect("client")
+        .expect("a kms spec");
+    assert_eq!(target.data_keys().await.expect("list").len(), 3);
+    // The approval gate is the plan's (tested elsewhere); this secret skips it.
+    let secret = ManagedSecret {
+        name: "kms".into(),
+        class: SecretClass::KmsMasterKey,
+        path: format!("{folder}-state"),
+        cadence: Cadence::MaxAge(std::time::Duration::from_hours(1)),
+        overlap: std::time::Duration::from_mins(1),
+        owner: "sec".into(),
+        consumers: vec![],
+        approval: ApprovalPolicy::NotRequired,
+    };
+    let ports = Ports {
+        store: &store,
+        target: &target,
+    };
+    let t0 = DateTime::<Utc>::from_timestamp(1_767_225_600, 0).expect("time");
+    let r = drive(ports, &secret, t0, StopAt::Quiet)
+        .await
+        .expect("rotation 1");
+    assert_eq!(r.state.current, Some(1));
+    assert!(
+        ciphertexts(&store, &folder)
+            .await
+            .iter()
+            .all(|c| c.starts_with("vault:v2:"))
+    );
+
+    // Rotation 2, step by step: create the pending version, then "crash" inside the
+    // re-wrap by doing one data key by hand the way install does, and dropping the rest.
+    let t1 = t0 + chrono::Duration::hours(1);
+    let created = step(ports, &secret, None, t1).await.expect("create");
+    assert_eq!(created.step.label(), "create_pending");
+    let pending = store
+        .read(&secret.path, Some(2))
+        .await
+        .expect("read")
+        .expect("pending");
+    assert_eq!(pending.data.get("version"), Some("3"));
+    crash_after_the_first_key(&keys, &store, &folder).await;
+    let mid = ciphertexts(&store, &folder).await;
+    assert!(
+        mid[0].starts_with("vault:v3:") && mid[1].starts_with("vault:v2:"),
+        "{mid:?}"
+    );
+    // Not re-wrapped yet: the new version is refused by the test step.
+    let early = target.verify(&pending.data).await.expect("verify");
+    assert!(
+        matches!(&early, Verification::Refused { reason } if reason.contains("dk1")),
+        "{early:?}"
+    );
+
+    // A fresh target (a restarted controller) resumes: dk0 is not touched again.
+    let target2 = KmsRewrapTarget::from_spec(&config(), &spec)
+        .expect("client")
+        .expect("a kms spec");
+    let ports2 = Ports {
+        store: &store,
+        target: &target2,
+    };
+    let r = drive(ports2, &secret, t1, StopAt::Quiet)
+        .await
+        .expect("rotation 2");
+    let labels: Vec<&str> = r.steps.iter().map(sre_rotation::Step::label).collect();
+    assert_eq!(labels, ["set_at_target", "test_pending", "promote", "wait"]);
+    let after = ciphertexts(&store, &folder).await;
+    assert_eq!(
+        after[0], mid[0],
+        "the key done before the crash is not re-wrapped again"
+    );
+    assert!(
+        after.iter().all(|c| c.starts_with("vault:v3:")),
+        "{after:?}"
+    );
+    assert!(
+        rewrap_progress(sre_adapter_openbao::Envelope {
+            keys: &keys,
+            master_key: "master",
+            store: &store,
+            progress_path: &folder,
+        })
+        .await
+        .expect("progress")
+        .is_none(),
+        "the cursor is cleared once every key is done"
+    );
+    // Overlap: version 2 still decrypts; after it, the retirement cuts over.
+    let info = keys.read("master").await.expect("read").expect("exists");
+    assert_eq!(info.min_decryption_version, 1);
+    let r = drive(
+        ports2,
+        &secret,
+        t1 + chrono::Duration::minutes(2),
+        StopAt::Quiet,
+    )
+    .await
+    .expect("retire");
+    let labels: Vec<&str> = r.steps.iter().map(sre_rotation::Step::label).collect();
+    assert_eq!(labels, ["retire_previous", "wait"]);
+    let info = keys.read("master").await.expect("read").expect("exists");
+    assert_eq!(
+        info.min_decryption_version, 3,
+        "version 2 is refused from now on"
+    );
+    for (ct, plain) in after.iter().zip(&plains) {
+        assert_eq!(&keys.decrypt("master", ct).await.expect("decrypt"), plain);
+    }
+    assert!(
+        keys.decrypt("master", &mid[1]).await.is_err(),
+        "a v2 ciphertext is refused"
+    );
+    assert_eq!(
+        target2.verify(&pending.data).await.expect("verify"),
+        Verification::Accepted
+    );
+}
+
+/// `GeneratedTokenTarget` through the real state machine on the real OpenBao KV: each
+/// rotation stores a fresh token as a new KV version, the previous one stays readable
+/// for the overlap and is destroyed after it.
+#[tokio::test]
+async fn generated_api_tokens_rotate_as_kv_versions_with_overlap() {
+    use chrono::{DateTime, Utc};
+    use sre_adapter_openbao::{BaoSecretStore, GeneratedTokenTarget};
+    use sre_rotation::config::TokenEncoding;
+    use sre_rotation::drive::{StopAt, drive};
+    use sre_rotation::model::{ApprovalPolicy, Cadence, ManagedSecret, SecretClass};
+    use sre_rotation::run::Ports;
+
+    let store = BaoSecretStore::new(&config()).expect("kv");
+    let target = GeneratedTokenTarget::new(32, TokenEncoding::Base64Url, None).expect("target");
+    let secret = ManagedSecret {
+        name: "api".into(),
+        class: SecretClass::ApiToken,
+        path: unique("api-token"),
+        cadence: Cadence::MaxAge(std::time::Duration::from_hours(1)),
+        overlap: std::time::Duration::from_mins(1),
+        owner: "team".into(),
+        consumers: vec![],
+        approval: ApprovalPolicy::NotRequired,
+    };
+    let ports = Ports {
+        store: &store,
+        target: &target,
+    };
+    let t0 = DateTime::<Utc>::from_timestamp(1_767_225_600, 0).expect("time");
+    drive(ports, &secret, t0, StopAt::Quiet)
+        .await
+        .expect("rotation 1");
+    let r = drive(
+        ports,
+        &secret,
+        t0 + chrono::Duration::hours(1),
+        StopAt::Quiet,
+    )
+    .await
+    .expect("rotation 2");
+    assert_eq!((r.state.current, r.state.rotations), (Some(2), 2));
+    let (t1, t2) = (
+        token(&store, &secret.path, 1).await,
+        token(&store, &secret.path, 2).await,
+    );
+    assert!(
+        t1.is_some() && t2.is_some() && t1 != t2,
+        "two distinct tokens"
+    );
+    assert_eq!(
+        t2.as_deref().map(str::len),
+        Some(43),
+        "32 bytes in base64url"
+    );
+    let r = drive(
+        ports,
+        &secret,
+        t0 + chrono::Duration::minutes(62),
+        StopAt::Quiet,
+    )
+    .await
+    .expect("retire");
+    assert_eq!(r.state.previous, None);
+    assert_eq!(
+        token(&store, &secret.path, 1).await,
+        None,
+        "the retired token is destroyed"
+    );
+    assert_eq!(token(&store, &secret.path, 2).await, t2);
+}
+
+async fn ciphertexts(store: &sre_adapter_openbao::BaoSecretStore, folder: &str) -> Vec<String> {
+    use sre_core::ports::SecretStore;
+    let mut out = Vec::new();
+    for i in 0..3 {
+        let v = store
+            .read(&format!("{folder}/dk{i}"), None)
+            .await
+            .expect("read")
+            .expect("exists");
+        out.push(v.data.get("ciphertext").expect("ciphertext").to_owned());
+    }
+    out
+}
+
+async fn token(store: &sre_adapter_openbao::BaoSecretStore, path: &str, v: u64) -> Option<String> {
+    use sre_core::ports::SecretStore;
+    store
+        .read(path, Some(v))
+        .await
+        .expect("read")
+        .and_then(|s| s.data.get("token").map(str::to_owned))
+}
+
+/// What a controller that dies inside `install` leaves behind: `dk0` re-wrapped to the
+/// newest version and the cursor saying so, the other keys untouched.
+async fn crash_after_the_first_key(
+    keys: &sre_adapter_openbao::BaoKeyring,
+    store: &sre_adapter_openbao::BaoSecretStore,
+    folder: &str,
+) {
+    use sre_adapter_openbao::rewrap_progress;
+    use sre_core::ports::{SecretData, SecretStore};
+    // A first controller re-wraps dk0 and dies: the cursor says so.
+    let env = sre_adapter_openbao::Envelope {
+        keys,
+        master_key: "master",
+        store,
+        progress_path: folder,
+    };
+    let first = format!("{folder}/dk0");
+    let ct = ciphertexts(store, folder).await.remove(0);
+    let new = keys.rewrap("master", &ct).await.expect("rewrap");
+    store
+        .write(&first, &SecretData::from_pairs([("ciphertext", new)]), None)
+        .await
+        .expect("write");
+    let mut custom = store
+        .metadata(folder)
+        .await
+        .expect("meta")
+        .map(|m| m.custom)
+        .unwrap_or_default();
+    sre_rotation::rewrap::encode(
+        Some(&sre_rotation::rewrap::RewrapProgress {
+            target_version: 3,
+            done_through: Some(first.clone()),
+        }),
+        &mut custom,
+    );
+    store
+        .set_custom_metadata(folder, &custom)
+        .await
+        .expect("save cursor");
+    let p = rewrap_progress(env)
+        .await
+        .expect("progress")
+        .expect("in flight");
+    assert_eq!(p.done_through.as_deref(), Some(first.as_str()));
+}
+
+/// A transit master key at a mount of its own and three data keys wrapped by its
+/// version 1 in a KV folder of their own: (mount, keyring, folder, plaintexts).
+async fn kms_fixture() -> (String, sre_adapter_openbao::BaoKeyring, String, Vec<String>) {
+    use sre_core::ports::{SecretData, SecretStore};
+    let mount = unique("kmst");
+    let keys = sre_adapter_openbao::BaoKeyring::new(&config(), mount.clone()).expect("client");
+    keys.enable().await.expect("enable transit");
+    keys.create("master", "aes256-gcm96").await.expect("create");
+    let store = sre_adapter_openbao::BaoSecretStore::new(&config()).expect("kv");
+    let folder = unique("kmst-data");
+    let mut plains = Vec::new();
+    for i in 0..3 {
+        let dk = keys.data_key("master").await.expect("data key");
+        store
+            .write(
+                &format!("{folder}/dk{i}"),
+                &SecretData::from_pairs([("ciphertext", dk.ciphertext)]),
+                None,
+            )
+            .await
+            .expect("store data key");
+        plains.push(dk.plaintext);
+    }
+    (mount, keys, folder, plains)
 }

@@ -1,9 +1,13 @@
-//! `PgDynamicTarget` against the real OpenBao dev server and PostgreSQL from `cargo xtask
-//! services up`: a minted credential logs in, a wrong password and a revoked credential
-//! are refused, revoking twice is fine, an unreachable server is `Unavailable`.
+//! `PgDynamicTarget` and `PgStaticTarget` against the real OpenBao dev server and
+//! PostgreSQL from `cargo xtask services up`: a minted credential logs in, a wrong
+//! password and a revoked credential are refused, revoking twice is fine, an unreachable
+//! server is `Unavailable`; a static role rotated through the target (and through the
+//! whole state machine on the real KV) logs in with the new password only.
 
-use sre_adapter_openbao::{BaoConfig, BaoDatabase, DynamicRole, PostgresConnection};
-use sre_adapter_postgres::{PgDynamicTarget, PgEndpoint, login};
+use sre_adapter_openbao::{
+    BaoConfig, BaoDatabase, BaoSecretStore, DynamicRole, PostgresConnection, StaticRole,
+};
+use sre_adapter_postgres::{PgDynamicTarget, PgEndpoint, PgStaticTarget, login};
 use sre_core::PortError;
 use sre_core::ports::SecretData;
 use sre_core::testing::test_env;
@@ -126,4 +130,209 @@ async fn an_unreachable_server_is_unavailable_not_refused() {
         ),
         "{res:?}"
     );
+}
+
+fn nanos() -> u128 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+fn endpoint() -> PgEndpoint {
+    PgEndpoint::new(test_env("SRE_TEST_PG_HOST"), pg_port(), "postgres")
+}
+
+/// A fresh PostgreSQL login role (the service account) and a database engine at a mount
+/// of its own whose static role `svc` owns that account's password.
+async fn static_engine(tag: &str) -> (String, String) {
+    let user = format!("svc_{tag}_{}_{}", std::process::id(), nanos());
+    let admin = tokio_postgres::Config::new()
+        .host(test_env("SRE_TEST_PG_HOST"))
+        .port(pg_port())
+        .user(test_env("SRE_TEST_PG_USER"))
+        .password(test_env("SRE_TEST_PG_PASSWORD"))
+        .dbname("postgres")
+        .connect(tokio_postgres::NoTls)
+        .await;
+    let (client, conn) = admin.expect("admin login");
+    let task = tokio::spawn(conn);
+    client
+        .batch_execute(&format!(
+            "CREATE ROLE \"{user}\" WITH LOGIN PASSWORD 'initial-Pw-1'"
+        ))
+        .await
+        .expect("create service account");
+    drop(client);
+    let _ = task.await;
+    assert_eq!(
+        login(&endpoint(), &user, "initial-Pw-1").await,
+        Ok(Verification::Accepted)
+    );
+
+    let mount = format!("sre-test-pgstatic-{tag}-{}-{}", std::process::id(), nanos());
+    let db = BaoDatabase::new(&config(), mount.clone()).expect("client");
+    db.enable().await.expect("enable");
+    db.configure_postgres(
+        "pg",
+        &PostgresConnection {
+            connection_url: format!(
+                "postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/postgres?sslmode=disable",
+                test_env("SRE_TEST_PG_HOST"),
+                pg_port()
+            ),
+            username: test_env("SRE_TEST_PG_USER"),
+            password: test_env("SRE_TEST_PG_PASSWORD"),
+            allowed_roles: vec!["svc".into()],
+        },
+    )
+    .await
+    .expect("configure");
+    db.set_static_role(
+        "pg",
+        &StaticRole {
+            name: "svc".into(),
+            username: user.clone(),
+            rotation_period: Duration::from_hours(24 * 30),
+            rotation_statements: vec![],
+        },
+    )
+    .await
+    .expect("static role");
+    (mount, user)
+}
+
+fn static_target(mount: String) -> PgStaticTarget {
+    let spec = TargetSpec::PostgresStatic {
+        database_mount: mount,
+        role: "svc".into(),
+        host: test_env("SRE_TEST_PG_HOST"),
+        port: pg_port(),
+        dbname: "postgres".into(),
+    };
+    PgStaticTarget::from_spec(&config(), &spec)
+        .expect("client")
+        .expect("a postgres_static spec")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_role_rotates_in_place_and_the_old_password_stops_working() {
+    let (mount, user) = static_engine("target").await;
+    // Creating the static role already replaced the initial password.
+    let refused = login(&endpoint(), &user, "initial-Pw-1").await;
+    assert!(
+        matches!(&refused, Ok(Verification::Refused { .. })),
+        "{refused:?}"
+    );
+
+    let target = static_target(mount.clone());
+    let first = target.issue().await.expect("issue");
+    assert_eq!(first.get("username"), Some(user.as_str()));
+    target.install(&first).await.expect("install is a no-op");
+    assert_eq!(target.verify(&first).await, Ok(Verification::Accepted));
+
+    let second = target.issue().await.expect("issue again");
+    assert_ne!(first.get("password"), second.get("password"));
+    assert_eq!(target.verify(&second).await, Ok(Verification::Accepted));
+    let old = target.verify(&first).await.expect("openbao answered");
+    assert!(
+        matches!(&old, Verification::Refused { reason } if reason.contains("changed its password")),
+        "{old:?}"
+    );
+    // And PostgreSQL itself refuses the old password (28P01), not only the engine check.
+    let old_login = login(&endpoint(), &user, first.get("password").expect("password"))
+        .await
+        .expect("postgres answered");
+    assert!(
+        matches!(&old_login, Verification::Refused { reason } if reason.starts_with("28P01")),
+        "{old_login:?}"
+    );
+    target.revoke(&first).await.expect("revoke is a no-op");
+    assert_eq!(
+        target.verify(&second).await,
+        Ok(Verification::Accepted),
+        "revoke kept current"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_role_through_the_state_machine_retires_the_dead_version_at_once() {
+    use chrono::{DateTime, Utc};
+    use sre_core::ports::SecretStore;
+    use sre_rotation::drive::{StopAt, drive};
+    use sre_rotation::model::{ApprovalPolicy, Cadence, ManagedSecret, SecretClass};
+    use sre_rotation::run::Ports;
+
+    let (mount, user) = static_engine("drive").await;
+    let target = static_target(mount);
+    let store = BaoSecretStore::new(&config()).expect("kv");
+    let secret = ManagedSecret {
+        name: "svc".into(),
+        class: SecretClass::StaticDb,
+        path: format!("sre-test/static/{user}"),
+        cadence: Cadence::MaxAge(Duration::from_hours(1)),
+        overlap: Duration::ZERO,
+        owner: "team".into(),
+        consumers: vec![],
+        approval: ApprovalPolicy::NotRequired,
+    };
+    let ports = Ports {
+        store: &store,
+        target: &target,
+    };
+    let t0 = DateTime::<Utc>::from_timestamp(1_767_225_600, 0).expect("time");
+    let r = drive(ports, &secret, t0, StopAt::Quiet)
+        .await
+        .expect("first rotation");
+    let labels: Vec<&str> = r.steps.iter().map(sre_rotation::Step::label).collect();
+    assert_eq!(
+        labels,
+        [
+            "create_pending",
+            "set_at_target",
+            "test_pending",
+            "promote",
+            "wait"
+        ]
+    );
+    let v1 = store
+        .read(&secret.path, Some(1))
+        .await
+        .expect("read")
+        .expect("version 1");
+
+    let t1 = t0 + chrono::Duration::hours(1);
+    let r = drive(ports, &secret, t1, StopAt::Quiet)
+        .await
+        .expect("second rotation");
+    let labels: Vec<&str> = r.steps.iter().map(sre_rotation::Step::label).collect();
+    assert_eq!(
+        labels,
+        [
+            "create_pending",
+            "set_at_target",
+            "test_pending",
+            "promote",
+            "retire_previous",
+            "wait"
+        ],
+        "no overlap for a static role"
+    );
+    assert_eq!((r.state.current, r.state.previous), (Some(2), None));
+    assert_eq!(
+        store.read(&secret.path, Some(1)).await,
+        Ok(None),
+        "dead version destroyed"
+    );
+    let v2 = store
+        .read(&secret.path, Some(2))
+        .await
+        .expect("read")
+        .expect("version 2");
+    let pw = |d: &SecretData| d.get("password").expect("password").to_owned();
+    assert_eq!(
+        login(&endpoint(), &user, &pw(&v2.data)).await,
+        Ok(Verification::Accepted)
+    );
+    let old = login(&endpoint(), &user, &pw(&v1.data)).await;
+    assert!(matches!(&old, Ok(Verification::Refused { .. })), "{old:?}");
 }
