@@ -195,7 +195,9 @@ pub async fn executors(cfg: &Config, clock: &Arc<dyn Clock>) -> anyhow::Result<E
             .map_err(|e| ClusterUnavailable(e.to_string()))?;
         let kube = Arc::new(KubeWorkloads::new(client, clock.clone()));
         ex.workloads = Some(kube.clone());
-        ex.certificates = Some(kube);
+        ex.certificates = Some(kube.clone());
+        ex.gslb = Some(kube.clone());
+        ex.services = Some(kube);
     }
     if let Some(n) = &cfg.notify {
         ex.notifier = Some(Arc::new(HttpNotifier::new(&n.url, n.timeout)?));

@@ -475,6 +475,31 @@ fn port<'a, T: ?Sized>(
         .ok_or(ExecError::NotConfigured { action, port: name })
 }
 
+/// Reads vLLM's `--max-num-seqs` and sets it to `percent` of itself (at least 1); a value
+/// that cannot shrink is left alone.
+async fn reduce_max_num_seqs(
+    w: &dyn Workloads,
+    target: &WorkloadRef,
+    percent: u32,
+    mode: Mode,
+) -> Result<ActionOutcome, ExecError> {
+    let current = w
+        .max_num_seqs(target)
+        .await?
+        .ok_or_else(|| ExecError::NoBatchSize(target.to_string()))?;
+    let reduced = u32::try_from(u64::from(current) * u64::from(percent) / 100)
+        .unwrap_or(current)
+        .max(1);
+    if reduced >= current {
+        return Ok(ActionOutcome::unchanged(
+            mode,
+            format!("max_num_seqs={current}"),
+            format!("{target}: --max-num-seqs {current} cannot be reduced further"),
+        ));
+    }
+    Ok(w.set_max_num_seqs(target, reduced, mode).await?)
+}
+
 /// Carries one call out.
 ///
 /// # Errors
@@ -517,21 +542,7 @@ pub async fn execute(
         }
         Call::ReduceMaxNumSeqs { target, percent } => {
             let w = port(ports.workloads.as_ref(), "reduce_batch_size", "workloads")?;
-            let current = w
-                .max_num_seqs(target)
-                .await?
-                .ok_or_else(|| ExecError::NoBatchSize(target.to_string()))?;
-            let reduced = u32::try_from(u64::from(current) * u64::from(*percent) / 100)
-                .unwrap_or(current)
-                .max(1);
-            if reduced >= current {
-                return Ok(ActionOutcome::unchanged(
-                    mode,
-                    format!("max_num_seqs={current}"),
-                    format!("{target}: --max-num-seqs {current} cannot be reduced further"),
-                ));
-            }
-            Ok(w.set_max_num_seqs(target, reduced, mode).await?)
+            reduce_max_num_seqs(w, target, *percent, mode).await
         }
         Call::RenewCertificate { namespace, name } => {
             let c = port(
@@ -593,9 +604,11 @@ pub async fn execute(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actions::{GslbState, HostHealth};
     use crate::rules::{RuleSet, Template};
     use crate::testing::{
-        FakeCerts, FakeJetStream, FakeNotifier, FakePod, FakeUnsealer, FakeWorkloads,
+        FakeCerts, FakeGslb, FakeJetStream, FakeNotifier, FakePod, FakeServices, FakeUnsealer,
+        FakeWorkloads, selector,
     };
 
     fn t(kind: &str, ns: Option<&str>, name: &str) -> Target {
@@ -868,15 +881,238 @@ mod tests {
     }
 
     #[test]
+    fn gslb_checks_and_service_failover_map_or_refuse_unfit_targets() {
+        check(
+            ActionSpec::CheckGslb {},
+            Some(t("gslb", Some("k8gb"), "app")),
+            Ok(Call::CheckGslb {
+                namespace: "k8gb".into(),
+                name: "app".into(),
+            }),
+        );
+        check(
+            ActionSpec::CheckGslb {},
+            Some(t("gslb", None, "app")),
+            Err("action `check_gslb` cannot act on gslb/app"),
+        );
+        check(
+            ActionSpec::CheckGslb {},
+            Some(t("deployment", Some("ns"), "app")),
+            Err("action `check_gslb` cannot act on deployment/ns/app"),
+        );
+        let failover = |b: &str| ActionSpec::FailoverToBackup {
+            backup: Template::new(b),
+        };
+        let quota = || Some(t("service", Some("bank"), "quota-service"));
+        check(
+            failover("quota-service-backup"),
+            quota(),
+            Ok(Call::FailoverToBackup {
+                namespace: "bank".into(),
+                service: "quota-service".into(),
+                backup: "quota-service-backup".into(),
+            }),
+        );
+        // Failing a Service over to itself, or to nothing, is a rule error.
+        for bad in ["quota-service", ""] {
+            check(
+                failover(bad),
+                quota(),
+                Err("action `failover_to_backup` cannot act on service/bank/quota-service"),
+            );
+        }
+        check(
+            failover("b"),
+            Some(t("service", None, "quota-service")),
+            Err("action `failover_to_backup` cannot act on service/quota-service"),
+        );
+        check(
+            ActionSpec::FailbackFromBackup {},
+            quota(),
+            Ok(Call::FailbackFromBackup {
+                namespace: "bank".into(),
+                service: "quota-service".into(),
+            }),
+        );
+        check(
+            ActionSpec::FailbackFromBackup {},
+            Some(t("deployment", Some("bank"), "quota")),
+            Err("action `failback_from_backup` cannot act on deployment/bank/quota"),
+        );
+        check(
+            ActionSpec::CheckGslb {},
+            None,
+            Err("action `check_gslb` has no target"),
+        );
+    }
+
+    #[tokio::test]
+    async fn a_gslb_check_records_the_status_and_changes_nothing() {
+        let status = GslbState {
+            service_health: [("app.example.com".to_owned(), HostHealth::Unhealthy)]
+                .into_iter()
+                .collect(),
+            healthy_records: BTreeMap::new(),
+            geo_tag: Some("eu".into()),
+        };
+        let ex = Executors {
+            gslb: Some(Arc::new(FakeGslb::default().with("k8gb", "app", status))),
+            ..Executors::default()
+        };
+        let call = |name: &str| Call::CheckGslb {
+            namespace: "k8gb".into(),
+            name: name.into(),
+        };
+        for mode in [Mode::Apply, Mode::DryRun] {
+            let out = execute(&call("app"), &ex, mode).await.expect("status");
+            assert!(!out.changed);
+            assert_eq!(out.dry_run, mode.is_dry_run());
+            assert_eq!(
+                out.detail,
+                "Gslb k8gb/app (geoTag eu): 0 of 1 host(s) healthy; app.example.com Unhealthy -> no records"
+            );
+        }
+        assert!(matches!(
+            execute(&call("gone"), &ex, Mode::Apply).await,
+            Err(ExecError::Port(PortError::NotFound { .. }))
+        ));
+        assert_eq!(
+            execute(&call("app"), &Executors::default(), Mode::Apply).await,
+            Err(ExecError::NotConfigured {
+                action: "check_gslb",
+                port: "gslb"
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn failover_switches_to_a_ready_backup_once_and_failback_restores_exactly() {
+        let original = selector(&[("app", "quota"), ("tier", "api")]);
+        let backup_sel = selector(&[("app", "quota-backup")]);
+        let fake = Arc::new(
+            FakeServices::default()
+                .with("bank", "quota-service", Some(original.clone()), 0)
+                .with("bank", "quota-service-backup", Some(backup_sel.clone()), 2)
+                .with("bank", "empty-backup", Some(selector(&[("app", "x")])), 0)
+                .with("bank", "manual-backup", None, 3),
+        );
+        let ex = Executors {
+            services: Some(fake.clone()),
+            ..Executors::default()
+        };
+        let over = |backup: &str| Call::FailoverToBackup {
+            namespace: "bank".into(),
+            service: "quota-service".into(),
+            backup: backup.into(),
+        };
+        let back = Call::FailbackFromBackup {
+            namespace: "bank".into(),
+            service: "quota-service".into(),
+        };
+        // Never to nothing: no ready endpoint, or no selector, is refused before any write.
+        for bad in ["empty-backup", "manual-backup"] {
+            assert!(matches!(
+                execute(&over(bad), &ex, Mode::Apply).await,
+                Err(ExecError::Port(PortError::Rejected { .. }))
+            ));
+        }
+        let dry = execute(&over("quota-service-backup"), &ex, Mode::DryRun)
+            .await
+            .expect("dry run");
+        assert!(dry.changed && dry.dry_run);
+        let svc = |f: &FakeServices| f.service("bank", "quota-service").expect("exists");
+        assert_eq!(svc(&fake).selector.as_ref(), Some(&original));
+
+        let done = execute(&over("quota-service-backup"), &ex, Mode::Apply)
+            .await
+            .expect("failover");
+        assert_eq!(
+            (done.before.as_deref(), done.after.as_deref()),
+            (
+                Some("selector=app=quota,tier=api"),
+                Some("selector=app=quota-backup")
+            )
+        );
+        let again = execute(&over("quota-service-backup"), &ex, Mode::Apply)
+            .await
+            .expect("again");
+        assert!(!again.changed, "{again:?}");
+        assert_eq!(svc(&fake).saved.as_ref(), Some(&original));
+
+        let restored = execute(&back, &ex, Mode::Apply).await.expect("failback");
+        assert!(restored.changed);
+        assert_eq!(svc(&fake).selector.as_ref(), Some(&original));
+        assert_eq!(svc(&fake).saved, None);
+        assert!(
+            !execute(&back, &ex, Mode::Apply)
+                .await
+                .expect("nothing to undo")
+                .changed
+        );
+        assert_eq!(
+            fake.writes(),
+            [
+                "failover bank/quota-service -> quota-service-backup",
+                "failback bank/quota-service"
+            ]
+        );
+        assert_eq!(
+            execute(&back, &Executors::default(), Mode::Apply).await,
+            Err(ExecError::NotConfigured {
+                action: "failback_from_backup",
+                port: "services"
+            })
+        );
+    }
+
+    #[test]
+    fn the_quota_failover_rule_rolls_back_by_failing_back() {
+        let rules = RuleSet::builtin().expect("builtin rules");
+        let rule = rules
+            .rules()
+            .iter()
+            .find(|r| r.name == "open-banking/quota-service-down")
+            .expect("rule");
+        let entry = PlanEntry {
+            fingerprint: "f2".into(),
+            alertname: "QuotaServiceDown".into(),
+            status: crate::payload::AlertStatus::Firing,
+            rule: Some(rule.name.clone()),
+            target: Some(t("service", Some("bank"), "quota-service")),
+            verdict: Verdict::Act {
+                action: rule.action.clone(),
+                verify: None,
+                rollback: rule.rollback.clone(),
+                escalate_to: "sre-oncall".into(),
+                budget_warning_pct: None,
+                trial: false,
+            },
+        };
+        assert_eq!(
+            planned_call(&entry).expect("act").call,
+            Ok(Call::FailoverToBackup {
+                namespace: "bank".into(),
+                service: "quota-service".into(),
+                backup: "quota-service-backup".into(),
+            })
+        );
+        let back = rollback_call(&entry).expect("the rule has a rollback");
+        assert_eq!(back.action, "failback_from_backup");
+        assert_eq!(
+            back.call,
+            Ok(Call::FailbackFromBackup {
+                namespace: "bank".into(),
+                service: "quota-service".into(),
+            })
+        );
+    }
+
+    #[test]
     fn unsupported_kinds_and_unfit_targets_are_typed_refusals() {
         let dep = || Some(t("deployment", Some("ns"), "api"));
         // Kinds without an executor say so.
         for a in [
-            ActionSpec::CheckGslb {},
             ActionSpec::RebuildIndex {},
-            ActionSpec::FailoverToBackup {
-                backup: Template::new("b"),
-            },
             ActionSpec::RetryWithBackoff { max_attempts: 3 },
         ] {
             let kind = a.kind();
@@ -948,15 +1184,7 @@ mod tests {
         }
         unsupported.sort();
         unsupported.dedup();
-        assert_eq!(
-            unsupported,
-            [
-                "check_gslb",
-                "failover_to_backup",
-                "rebuild_index",
-                "retry_with_backoff",
-            ]
-        );
+        assert_eq!(unsupported, ["rebuild_index", "retry_with_backoff"]);
     }
 
     #[test]

@@ -67,7 +67,7 @@ impl Template {
     pub fn render(&self, labels: &Labels) -> Result<String, MissingLabel> {
         let mut out = String::with_capacity(self.0.len());
         let mut rest = self.0.as_str();
-        while let Some(start) = rest.find("${") {
+        while let Some(start) = find_placeholder(rest) {
             out.push_str(&rest[..start]);
             let after = &rest[start + 2..];
             let Some(end) = after.find('}') else {
@@ -87,6 +87,21 @@ impl Template {
         out.push_str(rest);
         Ok(out)
     }
+}
+
+/// Where the first `${` in `s` starts. Rendering runs for every alert; a byte scan for
+/// `$` (short templates, few dollars) is cheaper than a general substring search.
+fn find_placeholder(s: &str) -> Option<usize> {
+    let bytes = s.as_bytes();
+    let mut from = 0;
+    while let Some(i) = bytes.get(from..)?.iter().position(|&b| b == b'$') {
+        let at = from + i;
+        if bytes.get(at + 1) == Some(&b'{') {
+            return Some(at);
+        }
+        from = at + 1;
+    }
+    None
 }
 
 /// How a label matcher compares.
@@ -845,6 +860,22 @@ mod tests {
         check("${a}-${b}", Ok("1-two"));
         check(r#"up{job="${b}"} == $1"#, Ok(r#"up{job="two"} == $1"#));
         check("${c}", Err("c"));
+        check("$$${a}$ {b}$", Ok("$$1$ {b}$"));
+        check("${a}${b}", Ok("1two"));
+        check("${a", Ok("${a"));
+        for t in [
+            "",
+            "x",
+            "$",
+            "$$",
+            "a${",
+            "${a}",
+            "$${a}",
+            "\u{e9}${b}$",
+            "$x${",
+        ] {
+            assert_eq!(find_placeholder(t), t.find("${"), "{t:?}");
+        }
         assert!(Template::new("${a").check().is_err());
         assert!(Template::new("${}").check().is_err());
         assert!(Template::new("${a-b}").check().is_err());

@@ -796,7 +796,9 @@ impl ServiceFailover for FakeServices {
             return Ok(ActionOutcome::unchanged(
                 mode,
                 format!("selector={}", selector_line(&current)),
-                format!("Service {namespace}/{service} already selects the pods of {backup}: nothing to do"),
+                format!(
+                    "Service {namespace}/{service} already selects the pods of {backup}: nothing to do"
+                ),
             ));
         }
         if !mode.is_dry_run() {

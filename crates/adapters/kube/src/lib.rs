@@ -1,7 +1,7 @@
 //! Kubernetes actuators for the failover layer ports: `HTTPRoute` backends as k8gb sees
 //! them, Cilium ClusterMesh global services, CNPG replica clusters and Strimzi MirrorMaker2;
 //! and the remediation executors (`KubeWorkloads`: scale, restart, rollback, evict, vLLM
-//! batch size, cert-manager renewal).
+//! batch size, cert-manager renewal, k8gb `Gslb` status, Service failover to a backup).
 #![doc = include_str!("../README.md")]
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -14,6 +14,7 @@ mod reload;
 mod routes;
 pub mod runbook;
 mod stateful;
+mod traffic;
 mod workloads;
 
 pub use fencing::GENERATION_ANNOTATION;
@@ -26,6 +27,7 @@ pub use routes::{HttpRouteConfig, HttpRouteTraffic};
 pub use stateful::{
     CnpgClusterRef, CnpgTopology, KubeStatefulServices, StatefulConfig, StrimziConfig,
 };
+pub use traffic::SELECTOR_BEFORE_FAILOVER_ANNOTATION;
 pub use workloads::{
     KubeWorkloads, MAX_NUM_SEQS_ARG, REMEDIATION_FIELD_MANAGER, RESTARTED_AT_ANNOTATION,
     REVISION_ANNOTATION,

@@ -92,7 +92,7 @@ fn certificate_resource() -> ApiResource {
     )
 }
 
-fn patch_params(mode: Mode) -> PatchParams {
+pub(crate) fn patch_params(mode: Mode) -> PatchParams {
     PatchParams {
         dry_run: mode.is_dry_run(),
         field_manager: Some(REMEDIATION_FIELD_MANAGER.into()),
@@ -111,7 +111,7 @@ fn invalid(target: &WorkloadRef, what: &str) -> PortError {
     PortError::Invalid(format!("{target}: {what}"))
 }
 
-fn malformed(what: &str, message: impl Into<String>) -> PortError {
+pub(crate) fn malformed(what: &str, message: impl Into<String>) -> PortError {
     PortError::Malformed {
         backend: crate::error::BACKEND,
         what: what.into(),
@@ -254,6 +254,12 @@ impl KubeWorkloads {
     #[must_use]
     pub fn new(client: Client, clock: Arc<dyn Clock>) -> Self {
         Self { client, clock }
+    }
+
+    /// The API client, shared with the other remediation ports (`Gslb` reads, Service
+    /// failover) implemented on this type in sibling modules.
+    pub(crate) fn client(&self) -> &Client {
+        &self.client
     }
 
     fn now(&self) -> String {
