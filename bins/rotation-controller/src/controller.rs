@@ -509,4 +509,138 @@ mod tests {
             "sre_rotation_consumers_status{secret=\"db\",status=\"refreshed\"} 0"
         ));
     }
+
+    /// A KV store in which one secret's paths are down (a policy denial or a broken
+    /// mount affects one path, not the server): everything else is served.
+    struct OnePathDown {
+        inner: MemSecretStore,
+        down: String,
+    }
+
+    impl OnePathDown {
+        fn check(&self, path: &str) -> Result<(), PortError> {
+            if path.starts_with(&self.down) {
+                return Err(PortError::Unavailable {
+                    backend: "test",
+                    message: format!("{path} is down"),
+                });
+            }
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl SecretStore for OnePathDown {
+        async fn read(
+            &self,
+            path: &str,
+            version: Option<u64>,
+        ) -> Result<Option<sre_core::ports::SecretValue>, PortError> {
+            self.check(path)?;
+            self.inner.read(path, version).await
+        }
+        async fn write(
+            &self,
+            path: &str,
+            data: &SecretData,
+            cas: Option<u64>,
+        ) -> Result<u64, PortError> {
+            self.check(path)?;
+            self.inner.write(path, data, cas).await
+        }
+        async fn metadata(
+            &self,
+            path: &str,
+        ) -> Result<Option<sre_core::ports::SecretMetadata>, PortError> {
+            self.check(path)?;
+            self.inner.metadata(path).await
+        }
+        async fn set_custom_metadata(
+            &self,
+            path: &str,
+            custom: &BTreeMap<String, String>,
+        ) -> Result<(), PortError> {
+            self.check(path)?;
+            self.inner.set_custom_metadata(path, custom).await
+        }
+        async fn destroy_versions(&self, path: &str, versions: &[u64]) -> Result<(), PortError> {
+            self.check(path)?;
+            self.inner.destroy_versions(path, versions).await
+        }
+    }
+
+    fn attempts(reg: &sre_core::telemetry::Registry, secret: &str, result: &str) -> u64 {
+        let prefix =
+            format!("sre_rotation_attempts_total{{secret=\"{secret}\",result=\"{result}\"}} ");
+        render(reg)
+            .lines()
+            .find_map(|l| l.strip_prefix(&prefix))
+            .and_then(|n| n.trim().parse().ok())
+            .unwrap_or(0)
+    }
+
+    /// A secret whose path keeps failing is retried after one tick, then two, four, eight,
+    /// and then every ten ticks, never sooner; the secret after it in the same pass
+    /// rotates on its own schedule all along.
+    #[tokio::test]
+    async fn a_failing_secret_backs_off_doubling_to_ten_ticks_without_holding_up_others() {
+        let store = Arc::new(OnePathDown {
+            inner: MemSecretStore::new(),
+            down: "apps/bad".into(),
+        });
+        let clock = ManualClock::at_epoch();
+        let mut reg = sre_core::telemetry::metrics_registry();
+        let metrics = RotationMetrics::register(&mut reg);
+        let tick = Duration::from_secs(30);
+        // The failing secret comes first: a pass must not stop at it.
+        let mut c = Controller::new(
+            store,
+            vec![
+                Managed {
+                    secret: secret("bad", SecretClass::ApiToken),
+                    target: Some(Arc::new(Always)),
+                },
+                Managed {
+                    secret: secret("good", SecretClass::ApiToken),
+                    target: Some(Arc::new(Always)),
+                },
+            ],
+            Arc::new(clock.clone()),
+            metrics,
+            tick,
+        );
+        assert_eq!(c.tick().await, tick, "a failure does not shorten the tick");
+        assert_eq!(attempts(&reg, "bad", "failed"), 1);
+        assert_eq!(
+            attempts(&reg, "good", "rotated"),
+            1,
+            "rotated in the same pass"
+        );
+
+        // Retry after 1, 2, 4, 8 ticks, then capped at 10 ticks.
+        let mut failures = 1;
+        for ticks in [1, 2, 4, 8, 10, 10] {
+            let wait = tick * ticks;
+            clock.advance(wait.saturating_sub(Duration::from_secs(1)));
+            c.tick().await;
+            assert_eq!(
+                attempts(&reg, "bad", "failed"),
+                failures,
+                "no retry before {ticks} ticks"
+            );
+            clock.advance(Duration::from_secs(1));
+            c.tick().await;
+            failures += 1;
+            assert_eq!(
+                attempts(&reg, "bad", "failed"),
+                failures,
+                "retried after {ticks} ticks"
+            );
+        }
+        assert_eq!(attempts(&reg, "bad", "rotated"), 0);
+        // Meanwhile "good" (due every 100 s, overlap 10 s) rotated whenever a pass found it
+        // due: at 0, 209, 449, 749 and 1049 s.
+        assert_eq!(attempts(&reg, "good", "rotated"), 5);
+        assert_eq!(attempts(&reg, "good", "failed"), 0);
+    }
 }

@@ -3,9 +3,8 @@
 //! its own, `/metrics` shows the rotations per secret, the current credential logs in,
 //! and SIGTERM stops it cleanly. Every wait is bounded.
 
-use sre_adapter_openbao::{
-    BaoConfig, BaoDatabase, BaoSecretStore, DynamicRole, PostgresConnection,
-};
+use sre_adapter_openbao::BaoSecretStore;
+use sre_adapter_openbao::testing::{dynamic_db_engine, shared_config, unique};
 use sre_adapter_postgres::{PgEndpoint, login};
 use sre_core::ports::SecretStore;
 use sre_core::testing::test_env;
@@ -13,61 +12,16 @@ use sre_rotation::Verification;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-fn unique(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("sre-test-{tag}-{}-{nanos}", std::process::id())
-}
-
 fn pg_port() -> u16 {
     test_env("SRE_TEST_PG_PORT")
         .parse()
         .expect("SRE_TEST_PG_PORT")
 }
 
-fn bao() -> BaoConfig {
-    BaoConfig::new(
-        test_env("SRE_TEST_BAO_ADDR"),
-        test_env("SRE_TEST_BAO_TOKEN"),
-    )
-}
-
-/// A database engine of its own with role `app`, configured as an operator would.
+/// The shared fixture: a database engine of its own with role `app`, configured as an
+/// operator would.
 async fn engine() -> String {
-    let mount = unique("ctrl-db");
-    let db = BaoDatabase::new(&bao(), mount.clone()).expect("client");
-    db.enable().await.expect("enable");
-    db.configure_postgres(
-        "pg",
-        &PostgresConnection {
-            connection_url: format!(
-                "postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/postgres?sslmode=disable",
-                test_env("SRE_TEST_PG_HOST"),
-                pg_port()
-            ),
-            username: test_env("SRE_TEST_PG_USER"),
-            password: test_env("SRE_TEST_PG_PASSWORD"),
-            allowed_roles: vec!["app".into()],
-        },
-    )
-    .await
-    .expect("configure");
-    db.set_role(
-        "pg",
-        &DynamicRole {
-            name: "app".into(),
-            creation_statements: vec![
-                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';".into(),
-            ],
-            revocation_statements: vec![],
-            default_ttl: Duration::from_hours(1),
-            max_ttl: Duration::from_hours(2),
-        },
-    )
-    .await
-    .expect("role");
-    mount
+    dynamic_db_engine("ctrl-db").await.mount().to_owned()
 }
 
 /// Kills the controller if the test fails before stopping it.
@@ -216,7 +170,7 @@ targets:
     assert_eq!(jwks.status().as_u16(), 404, "a database secret has no JWKS");
 
     // What the controller left in OpenBao: a current version that logs in.
-    let store = BaoSecretStore::new(&bao()).expect("store");
+    let store = BaoSecretStore::new(&shared_config()).expect("store");
     let (state, _, _) = sre_rotation::run::load(&store, &path).await.expect("state");
     assert!(state.rotations >= 2, "{state:?}");
     let current = state.current.expect("current");
@@ -307,7 +261,7 @@ async fn the_jwks_endpoint_serves_the_transit_key_versions_that_still_verify() {
     use std::sync::Arc;
 
     let mount = unique("jwks-transit");
-    let ring = BaoKeyring::new(&bao(), mount.clone()).expect("client");
+    let ring = BaoKeyring::new(&shared_config(), mount.clone()).expect("client");
     ring.enable().await.expect("enable transit");
     let key = unique("jwt");
     ring.create(&key, "ed25519").await.expect("create key");
@@ -363,7 +317,7 @@ async fn the_jwks_endpoint_serves_the_transit_key_versions_that_still_verify() {
     assert_eq!(well_known, doc);
 
     // Retire version 1 the way the signing target does.
-    BaoKeyring::new(&bao(), mount.clone())
+    BaoKeyring::new(&shared_config(), mount.clone())
         .expect("client")
         .set_min_decryption_version(&key, 2)
         .await

@@ -7,9 +7,8 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sre_adapter_openbao::{
-    BaoConfig, BaoDatabase, BaoSecretStore, DynamicRole, PostgresConnection,
-};
+use sre_adapter_openbao::BaoSecretStore;
+use sre_adapter_openbao::testing::{DYNAMIC_ROLE, dynamic_db_engine, shared_config, unique};
 use sre_adapter_postgres::{PgDynamicTarget, PgEndpoint};
 use sre_core::PortError;
 use sre_core::approval::Principal;
@@ -23,21 +22,7 @@ use sre_rotation::{Phase, Step, Verification};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn config() -> BaoConfig {
-    BaoConfig::new(
-        test_env("SRE_TEST_BAO_ADDR"),
-        test_env("SRE_TEST_BAO_TOKEN"),
-    )
-}
-
-fn unique(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("sre-test-{tag}-{}-{nanos}", std::process::id())
-}
+use std::time::Duration;
 
 /// A real login over TCP with scram through the production target's check;
 /// `Ok(Err(reason))` when PostgreSQL refused it.
@@ -58,44 +43,15 @@ async fn login(cred: &SecretData) -> Result<Result<(), String>, PortError> {
     })
 }
 
+/// The production target over the shared fixture's engine (role `app`).
 async fn pg_target(tag: &str) -> PgDynamicTarget {
-    let db = BaoDatabase::new(&config(), unique(tag)).expect("client");
-    db.enable().await.expect("enable");
-    db.configure_postgres(
-        "pg",
-        &PostgresConnection {
-            connection_url: format!(
-                "postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/postgres?sslmode=disable",
-                test_env("SRE_TEST_PG_HOST"),
-                test_env("SRE_TEST_PG_PORT")
-            ),
-            username: test_env("SRE_TEST_PG_USER"),
-            password: test_env("SRE_TEST_PG_PASSWORD"),
-            allowed_roles: vec!["app".into()],
-        },
-    )
-    .await
-    .expect("configure");
-    db.set_role(
-        "pg",
-        &DynamicRole {
-            name: "app".into(),
-            creation_statements: vec![
-                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';".into(),
-            ],
-            revocation_statements: vec![],
-            default_ttl: Duration::from_hours(1),
-            max_ttl: Duration::from_hours(2),
-        },
-    )
-    .await
-    .expect("role");
+    let db = dynamic_db_engine(tag).await;
     let port: u16 = test_env("SRE_TEST_PG_PORT")
         .parse()
         .expect("SRE_TEST_PG_PORT");
     PgDynamicTarget::new(
         db,
-        "app",
+        DYNAMIC_ROLE,
         PgEndpoint::new(test_env("SRE_TEST_PG_HOST"), port, "postgres"),
     )
 }
@@ -167,7 +123,7 @@ async fn consume(
 async fn rotating_under_load_causes_zero_failed_logins() {
     const ROTATIONS: u64 = 4;
     const CONSUMERS: usize = 2;
-    let store = Arc::new(BaoSecretStore::new(&config()).expect("store"));
+    let store = Arc::new(BaoSecretStore::new(&shared_config()).expect("store"));
     let target = pg_target("load").await;
     // Consumers refresh every 200 ms; the overlap is several refreshes long.
     let s = secret(
@@ -331,7 +287,7 @@ async fn a_crash_between_any_two_steps_resumes_to_a_consistent_state() {
             Duration::from_hours(1),
             Duration::from_mins(30),
         );
-        let plain = BaoSecretStore::new(&config()).expect("store");
+        let plain = BaoSecretStore::new(&shared_config()).expect("store");
         let ports = Ports {
             store: &plain,
             target: &target,
@@ -348,7 +304,7 @@ async fn a_crash_between_any_two_steps_resumes_to_a_consistent_state() {
 
         // Run until the injected crash.
         let crashing = CrashingStore {
-            inner: BaoSecretStore::new(&config()).expect("store"),
+            inner: BaoSecretStore::new(&shared_config()).expect("store"),
             persist_countdown: AtomicUsize::new(crash_at),
         };
         let doomed = Ports {
@@ -366,7 +322,7 @@ async fn a_crash_between_any_two_steps_resumes_to_a_consistent_state() {
         assert!(crashed, "crash point {crash_at} was never reached");
 
         // A new controller resumes from what OpenBao holds.
-        let fresh = BaoSecretStore::new(&config()).expect("store");
+        let fresh = BaoSecretStore::new(&shared_config()).expect("store");
         let ports = Ports {
             store: &fresh,
             target: &target,
@@ -456,11 +412,13 @@ async fn jwt_key_rotation_waits_for_approval_and_keeps_old_tokens_valid_during_o
     use sre_adapter_openbao::{BaoKeyring, TransitSigningTarget, Verdict};
 
     let mount = unique("jwt");
-    let keys = BaoKeyring::new(&config(), mount.clone()).expect("client");
+    let keys = BaoKeyring::new(&shared_config(), mount.clone()).expect("client");
     keys.enable().await.expect("enable transit");
-    let target =
-        TransitSigningTarget::new(BaoKeyring::new(&config(), mount).expect("client"), "jwt");
-    let store = BaoSecretStore::new(&config()).expect("kv");
+    let target = TransitSigningTarget::new(
+        BaoKeyring::new(&shared_config(), mount).expect("client"),
+        "jwt",
+    );
+    let store = BaoSecretStore::new(&shared_config()).expect("kv");
     let officer = Principal::new("security-officer");
     let secret = jwt_secret(&officer);
     let ports = Ports {
@@ -539,4 +497,191 @@ async fn jwt_key_rotation_waits_for_approval_and_keeps_old_tokens_valid_during_o
     let jwks = sre_rotation::jwks::render("jwt", &info.public_keys, info.min_decryption_version);
     assert_eq!(jwks["keys"][0]["kid"], "jwt-v2");
     assert_eq!(jwks["keys"].as_array().map(Vec::len), Some(1));
+}
+
+/// The `PortError` a drive failed with, wherever it sits in the error's sources.
+fn port_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a PortError> {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if let Some(p) = err.downcast_ref::<PortError>() {
+            return Some(p);
+        }
+        cur = err.source();
+    }
+    None
+}
+
+/// What a half-applied step would change: the newest KV version and the custom metadata
+/// that holds the rotation state (phase, stage, current, previous).
+async fn kv_state(store: &dyn SecretStore, path: &str) -> (u64, BTreeMap<String, String>) {
+    let meta = store
+        .metadata(path)
+        .await
+        .expect("metadata")
+        .expect("the secret exists");
+    (meta.current_version, meta.custom)
+}
+
+/// Asserts that `result` is the retryable "OpenBao not available" failure.
+fn assert_unavailable<T: std::fmt::Debug>(result: Result<T, drive::DriveError>, what: &str) {
+    let err = result.expect_err(what);
+    assert!(err.is_retryable(), "{what}: {err:?}");
+    assert_eq!(err.kind(), "store", "{what}: {err:?}");
+    assert!(
+        matches!(port_error(&err), Some(PortError::Unavailable { .. })),
+        "{what}: {}",
+        drive::error_chain(&err)
+    );
+}
+
+/// OpenBao sealed or unreachable in the middle of a rotation (the issue's "back off,
+/// report, never half-rotate silently"): on a private dev server, a generated API token
+/// takes the first step of its second rotation, then the server is sealed. Driving fails
+/// with a retryable `Unavailable`, the status row says so, and after unsealing the KV
+/// state is exactly what it was; a controller that cannot reach OpenBao at all fails the
+/// same way. The rotation then resumes with the pending token and retires the previous
+/// one after the overlap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one scenario read in order: step, seal, unreachable, resume
+async fn a_sealed_or_unreachable_openbao_fails_retryably_and_leaves_the_state_intact() {
+    use sre_adapter_openbao::GeneratedTokenTarget;
+    use sre_adapter_openbao::testing::{DevServer, free_port};
+    use sre_rotation::config::TokenEncoding;
+
+    let bao = DevServer::spawn().await;
+    let store = BaoSecretStore::new(&bao.config()).expect("kv");
+    let target = GeneratedTokenTarget::new(32, TokenEncoding::Base64Url, None).expect("target");
+    let s = ManagedSecret {
+        name: "partner-api".into(),
+        class: SecretClass::ApiToken,
+        path: "apps/partner-api/token".into(),
+        cadence: Cadence::MaxAge(Duration::from_hours(1)),
+        overlap: Duration::from_mins(10),
+        owner: "team-partners".into(),
+        consumers: vec![],
+        approval: ApprovalPolicy::NotRequired,
+    };
+    let ports = Ports {
+        store: &store,
+        target: &target,
+    };
+    let t0 = DateTime::<Utc>::from_timestamp(1_767_225_600, 0).expect("t0");
+    // Rotation 2 is due after an hour; its previous version retires 10 min after that.
+    let (rotate_at, retire_at) = (
+        t0 + chrono::Duration::hours(1),
+        t0 + chrono::Duration::minutes(71),
+    );
+    let r1 = drive::drive(ports, &s, t0, StopAt::Quiet)
+        .await
+        .expect("rotation 1");
+    assert_eq!(r1.state.current, Some(1));
+
+    // One step of rotation 2: the new token is written as the pending version.
+    let first = run::step(ports, &s, None, rotate_at)
+        .await
+        .expect("create pending");
+    assert_eq!(first.step, Step::CreatePending);
+    assert_eq!(first.state.pending(), Some(2), "{:?}", first.state);
+    let before = kv_state(&store, &s.path).await;
+    assert_eq!(before.0, 2, "the pending version is the newest");
+    assert_eq!(
+        sre_rotation::state::decode(&before.1).map(|st| st.pending()),
+        Ok(Some(2)),
+        "the custom metadata records the rotation in flight"
+    );
+    let pending_token = store
+        .read(&s.path, Some(2))
+        .await
+        .expect("read")
+        .expect("pending version")
+        .data;
+
+    // Sealed: the drive, a single step and the status all report it; nothing moves.
+    bao.seal().await;
+    assert_unavailable(
+        drive::drive(ports, &s, rotate_at, StopAt::Quiet).await,
+        "drive while sealed",
+    );
+    let step = run::step(ports, &s, None, rotate_at)
+        .await
+        .expect_err("step while sealed");
+    assert!(
+        step.is_retryable() && matches!(port_error(&step), Some(PortError::Unavailable { .. })),
+        "{}",
+        drive::error_chain(&step)
+    );
+    let row = drive::status(&store, &s, rotate_at).await;
+    assert!(
+        row.error.is_some() && row.current.is_none(),
+        "the outage shows in the status row: {row:?}"
+    );
+    bao.unseal().await;
+    assert_eq!(
+        kv_state(&store, &s.path).await,
+        before,
+        "the sealed attempt changed nothing"
+    );
+
+    // Unreachable: a controller whose OpenBao address answers nothing.
+    let gone = BaoSecretStore::new(&sre_adapter_openbao::BaoConfig::new(
+        format!("http://127.0.0.1:{}", free_port()),
+        bao.root_token.clone(),
+    ))
+    .expect("kv");
+    let unreachable = Ports {
+        store: &gone,
+        target: &target,
+    };
+    assert_unavailable(
+        drive::drive(unreachable, &s, rotate_at, StopAt::Quiet).await,
+        "drive while unreachable",
+    );
+    assert_eq!(
+        kv_state(&store, &s.path).await,
+        before,
+        "the unreachable attempt changed nothing"
+    );
+
+    // Back: the rotation resumes with the token written before the seal.
+    let r2 = drive::drive(ports, &s, rotate_at, StopAt::Quiet)
+        .await
+        .expect("resume");
+    assert!(
+        !r2.steps.contains(&Step::CreatePending),
+        "the pending token is reused, not replaced: {:?}",
+        r2.steps
+    );
+    assert_eq!(r2.state.current, Some(2), "{:?}", r2.steps);
+    assert_eq!(r2.state.previous.as_ref().map(|p| p.version), Some(1));
+    assert_eq!(r2.state.rotations, 2);
+    assert_eq!(
+        store
+            .read(&s.path, Some(2))
+            .await
+            .expect("read")
+            .map(|v| v.data),
+        Some(pending_token.clone()),
+        "the current version is the new token"
+    );
+    assert!(
+        store.read(&s.path, Some(1)).await.expect("read").is_some(),
+        "the previous token stays during the overlap"
+    );
+    let r3 = drive::drive(ports, &s, retire_at, StopAt::Quiet)
+        .await
+        .expect("retire");
+    assert_eq!(r3.state.previous, None, "{:?}", r3.steps);
+    assert_eq!(r3.state.current, Some(2));
+    assert_eq!(
+        store.read(&s.path, Some(1)).await.expect("read"),
+        None,
+        "the retired token is destroyed"
+    );
+
+    // Stopped for good: the same store fails the same retryable way.
+    drop(bao);
+    assert_unavailable(
+        drive::drive(ports, &s, retire_at, StopAt::Quiet).await,
+        "drive after the server stopped",
+    );
 }

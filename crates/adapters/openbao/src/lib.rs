@@ -14,6 +14,8 @@ mod keyring;
 mod kms;
 mod signing;
 mod store;
+#[cfg(feature = "test-util")]
+pub mod testing;
 mod token;
 mod transit;
 mod unseal;

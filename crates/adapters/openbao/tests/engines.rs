@@ -6,32 +6,20 @@
 //! a dev server of its own (spawned here, sealed, unsealed again), because sealing the
 //! shared one would break every other test.
 
+use sre_adapter_openbao::testing::{
+    DYNAMIC_ROLE, DevServer, dynamic_db_engine, free_port, shared_config, test_pg_connection,
+    unique,
+};
 use sre_adapter_openbao::{
-    BaoConfig, BaoDatabase, BaoSecretStore, BaoTransit, BaoUnsealer, DynamicRole,
-    PostgresConnection, SignatureCheck, UnsealConfig, UnsealError, signature_version,
+    BaoDatabase, BaoSecretStore, BaoTransit, BaoUnsealer, PostgresConnection, SignatureCheck,
+    UnsealConfig, UnsealError, signature_version,
 };
 use sre_core::PortError;
 use sre_core::ports::{SecretData, SecretStore};
 use sre_core::testing::test_env;
 use sre_remediation::actions::{BaoInstance, Mode, Unsealer};
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn config() -> BaoConfig {
-    BaoConfig::new(
-        test_env("SRE_TEST_BAO_ADDR"),
-        test_env("SRE_TEST_BAO_TOKEN"),
-    )
-}
-
-/// A mount of its own per test and run: the dev server is shared.
-fn unique(tag: &str) -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    format!("sre-test-{tag}-{}-{nanos}", std::process::id())
-}
+use std::time::Duration;
 
 /// Logs in to the test PostgreSQL over TCP (scram) and runs a query.
 async fn login(user: &str, password: &str) -> Result<(), tokio_postgres::Error> {
@@ -54,41 +42,11 @@ async fn login(user: &str, password: &str) -> Result<(), tokio_postgres::Error> 
     rows.map(|_| ())
 }
 
+/// The shared fixture, enabled a second time: enabling is idempotent.
 async fn database_engine(tag: &str) -> (BaoDatabase, String) {
-    let db = BaoDatabase::new(&config(), unique(tag)).expect("client");
-    db.enable().await.expect("enable database engine");
+    let db = dynamic_db_engine(tag).await;
     db.enable().await.expect("enabling twice is fine");
-    let role = "app".to_owned();
-    db.configure_postgres(
-        "pg",
-        &PostgresConnection {
-            connection_url: format!(
-                "postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/postgres?sslmode=disable",
-                test_env("SRE_TEST_PG_HOST"),
-                test_env("SRE_TEST_PG_PORT")
-            ),
-            username: test_env("SRE_TEST_PG_USER"),
-            password: test_env("SRE_TEST_PG_PASSWORD"),
-            allowed_roles: vec![role.clone()],
-        },
-    )
-    .await
-    .expect("configure postgres connection");
-    db.set_role(
-        "pg",
-        &DynamicRole {
-            name: role.clone(),
-            creation_statements: vec![
-                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';".into(),
-            ],
-            revocation_statements: vec![],
-            default_ttl: Duration::from_hours(1),
-            max_ttl: Duration::from_hours(2),
-        },
-    )
-    .await
-    .expect("set role");
-    (db, role)
+    (db, DYNAMIC_ROLE.to_owned())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -138,20 +96,14 @@ async fn dynamic_credentials_log_in_renew_and_stop_working_after_revocation() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bad_connection_and_an_unknown_role_are_rejected() {
-    let db = BaoDatabase::new(&config(), unique("dbbad")).expect("client");
+    let db = BaoDatabase::new(&shared_config(), unique("dbbad")).expect("client");
     db.enable().await.expect("enable");
     let err = db
         .configure_postgres(
             "pg",
             &PostgresConnection {
-                connection_url: format!(
-                    "postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/postgres?sslmode=disable",
-                    test_env("SRE_TEST_PG_HOST"),
-                    test_env("SRE_TEST_PG_PORT")
-                ),
-                username: test_env("SRE_TEST_PG_USER"),
                 password: "wrong-password".into(),
-                allowed_roles: vec!["app".into()],
+                ..test_pg_connection(&["app"])
             },
         )
         .await
@@ -170,7 +122,7 @@ async fn a_bad_connection_and_an_unknown_role_are_rejected() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transit_signatures_verify_until_min_decryption_version_passes_them() {
-    let transit = BaoTransit::new(&config(), unique("transit")).expect("client");
+    let transit = BaoTransit::new(&shared_config(), unique("transit")).expect("client");
     transit.enable().await.expect("enable transit");
     transit
         .create_signing_key("release")
@@ -227,10 +179,10 @@ async fn transit_signatures_verify_until_min_decryption_version_passes_them() {
 async fn signing_key_rotation_keeps_old_signatures_during_overlap_and_rejects_them_after() {
     use sre_adapter_openbao::{BaoKeyring, TransitSigningTarget, Verdict};
     use sre_rotation::{CredentialTarget, Verification};
-    let keys = BaoKeyring::new(&config(), unique("signing")).expect("client");
+    let keys = BaoKeyring::new(&shared_config(), unique("signing")).expect("client");
     keys.enable().await.expect("enable transit");
     let target = TransitSigningTarget::new(
-        BaoKeyring::new(&config(), keys_mount(&keys)).expect("client"),
+        BaoKeyring::new(&shared_config(), keys_mount(&keys)).expect("client"),
         "jwt",
     );
     // First issue creates the key: version 1 becomes current.
@@ -307,10 +259,10 @@ async fn kms_rewrap_resumes_after_a_crash_halfway_and_cuts_over_last() {
     use sre_core::ports::{SecretData, SecretStore};
     use sre_rotation::rewrap::RewrapStep;
     let mount = unique("kms");
-    let keys = BaoKeyring::new(&config(), mount.clone()).expect("client");
+    let keys = BaoKeyring::new(&shared_config(), mount.clone()).expect("client");
     keys.enable().await.expect("enable transit");
     keys.create("master", "aes256-gcm96").await.expect("create");
-    let store = BaoSecretStore::new(&config()).expect("kv");
+    let store = BaoSecretStore::new(&shared_config()).expect("kv");
     let base = unique("kms-data");
     let mut paths = Vec::new();
     let mut plains = Vec::new();
@@ -358,7 +310,7 @@ async fn kms_rewrap_resumes_after_a_crash_halfway_and_cuts_over_last() {
     assert_eq!(info.min_decryption_version, 1);
 
     // A fresh "process" resumes from the persisted progress.
-    let keys2 = BaoKeyring::new(&config(), mount).expect("client");
+    let keys2 = BaoKeyring::new(&shared_config(), mount).expect("client");
     let env2 = Envelope {
         keys: &keys2,
         ..env
@@ -384,99 +336,21 @@ async fn kms_rewrap_resumes_after_a_crash_halfway_and_cuts_over_last() {
     }
 }
 
-/// A `bao server -dev` of this test's own, killed on drop.
-struct OwnBao {
-    child: Child,
-    addr: String,
-    unseal_key: String,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for OwnBao {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("a free port")
-}
-
-/// Starts `bao server -dev` on a free loopback port and reads its unseal key from the
-/// banner (the dev server has one share, threshold one).
-async fn own_bao() -> OwnBao {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let log_path = dir.path().join("bao.log");
-    let log = std::fs::File::create(&log_path).expect("log file");
-    let port = free_port();
-    let child = Command::new("bao")
-        .args(["server", "-dev", "-dev-root-token-id=unseal-test-root"])
-        .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
-        // The dev server writes its token under $HOME: keep it in the temp dir.
-        .env("HOME", dir.path())
-        .current_dir(dir.path())
-        .stdin(Stdio::null())
-        .stdout(log.try_clone().expect("log handle"))
-        .stderr(log)
-        .spawn()
-        .expect("`bao` on PATH (cargo xtask services up installs it)");
-    let mut bao = OwnBao {
-        child,
-        addr: format!("http://127.0.0.1:{port}"),
-        unseal_key: String::new(),
-        _dir: dir,
-    };
-    for _ in 0..300 {
-        let text = std::fs::read_to_string(&log_path).unwrap_or_default();
-        if let Some(key) = text
-            .lines()
-            .find_map(|l| l.trim().strip_prefix("Unseal Key:"))
-        {
-            bao.unseal_key = key.trim().to_owned();
-            break;
-        }
-        if let Ok(Some(status)) = bao.child.try_wait() {
-            panic!("bao server -dev exited with {status}: {text}");
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(
-        !bao.unseal_key.is_empty(),
-        "no unseal key in the dev server's banner"
-    );
-    bao
-}
-
-fn root_client(addr: &str) -> vaultrs::client::VaultClient {
-    let settings = vaultrs::client::VaultClientSettingsBuilder::default()
-        .address(addr)
-        .token("unseal-test-root")
-        .verify(true)
-        .ca_certs(Vec::new())
-        .identity(None)
-        .namespace(None)
-        .build()
-        .expect("settings");
-    vaultrs::client::VaultClient::new(settings).expect("client")
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unseal_submits_attested_shares_only_when_sealed_and_enough() {
-    let bao = own_bao().await;
+    let bao = DevServer::spawn().await;
     let instance = BaoInstance::new(Some("vault"), "openbao-0");
     // The key source: the shared dev server's KV (in production a SPIRE-gated store).
-    let keys: Arc<dyn SecretStore> = Arc::new(BaoSecretStore::new(&config()).expect("client"));
+    let keys: Arc<dyn SecretStore> =
+        Arc::new(BaoSecretStore::new(&shared_config()).expect("client"));
     let scope = unique("unseal");
     let unsealer = |keys_path: &str| {
         let mut cfg = UnsealConfig::new(
             "http://{name}.openbao-internal.{namespace}.svc:8200",
             format!("{scope}/{keys_path}/{{namespace}}"),
         );
-        cfg.addresses.insert("openbao-0".into(), bao.addr.clone());
+        cfg.addresses
+            .insert("openbao-0".into(), bao.address.clone());
         BaoUnsealer::new(cfg, keys.clone())
     };
     let good = unsealer("good");
@@ -504,9 +378,7 @@ async fn unseal_submits_attested_shares_only_when_sealed_and_enough() {
         .expect("unsealed already");
     assert!(!idle.changed, "{idle:?}");
 
-    vaultrs::sys::seal(&root_client(&bao.addr))
-        .await
-        .expect("seal");
+    bao.seal().await;
     let sealed = good.seal_status(&instance).await.expect("status");
     assert!(sealed.sealed && sealed.threshold == 1, "{sealed:?}");
 
@@ -596,13 +468,13 @@ async fn kms_master_key_rotates_through_the_state_machine_and_resumes_a_crashed_
     use sre_rotation::{CredentialTarget, Verification};
 
     let (mount, keys, folder, plains) = kms_fixture().await;
-    let store = BaoSecretStore::new(&config()).expect("kv");
+    let store = BaoSecretStore::new(&shared_config()).expect("kv");
     let spec = TargetSpec::KmsRewrap {
         transit_mount: mount.clone(),
         key: "master".into(),
         data_keys_path: folder.clone(),
     };
-    let target = KmsRewrapTarget::from_spec(&config(), &spec)
+    let target = KmsRewrapTarget::from_spec(&shared_config(), &spec)
         .expect("client")
         .expect("a kms spec");
     assert_eq!(target.data_keys().await.expect("list").len(), 3);
@@ -658,7 +530,7 @@ async fn kms_master_key_rotates_through_the_state_machine_and_resumes_a_crashed_
     );
 
     // A fresh target (a restarted controller) resumes: dk0 is not touched again.
-    let target2 = KmsRewrapTarget::from_spec(&config(), &spec)
+    let target2 = KmsRewrapTarget::from_spec(&shared_config(), &spec)
         .expect("client")
         .expect("a kms spec");
     let ports2 = Ports {
@@ -734,7 +606,7 @@ async fn generated_api_tokens_rotate_as_kv_versions_with_overlap() {
     use sre_rotation::model::{ApprovalPolicy, Cadence, ManagedSecret, SecretClass};
     use sre_rotation::run::Ports;
 
-    let store = BaoSecretStore::new(&config()).expect("kv");
+    let store = BaoSecretStore::new(&shared_config()).expect("kv");
     let target = GeneratedTokenTarget::new(32, TokenEncoding::Base64Url, None).expect("target");
     let secret = ManagedSecret {
         name: "api".into(),
@@ -868,10 +740,11 @@ async fn crash_after_the_first_key(
 async fn kms_fixture() -> (String, sre_adapter_openbao::BaoKeyring, String, Vec<String>) {
     use sre_core::ports::{SecretData, SecretStore};
     let mount = unique("kmst");
-    let keys = sre_adapter_openbao::BaoKeyring::new(&config(), mount.clone()).expect("client");
+    let keys =
+        sre_adapter_openbao::BaoKeyring::new(&shared_config(), mount.clone()).expect("client");
     keys.enable().await.expect("enable transit");
     keys.create("master", "aes256-gcm96").await.expect("create");
-    let store = sre_adapter_openbao::BaoSecretStore::new(&config()).expect("kv");
+    let store = sre_adapter_openbao::BaoSecretStore::new(&shared_config()).expect("kv");
     let folder = unique("kmst-data");
     let mut plains = Vec::new();
     for i in 0..3 {

@@ -4,9 +4,8 @@
 //! server is `Unavailable`; a static role rotated through the target (and through the
 //! whole state machine on the real KV) logs in with the new password only.
 
-use sre_adapter_openbao::{
-    BaoConfig, BaoDatabase, BaoSecretStore, DynamicRole, PostgresConnection, StaticRole,
-};
+use sre_adapter_openbao::testing::{dynamic_db_engine, shared_config, test_pg_connection, unique};
+use sre_adapter_openbao::{BaoDatabase, BaoSecretStore, StaticRole};
 use sre_adapter_postgres::{PgDynamicTarget, PgEndpoint, PgStaticTarget, login};
 use sre_core::PortError;
 use sre_core::ports::SecretData;
@@ -15,57 +14,15 @@ use sre_rotation::config::TargetSpec;
 use sre_rotation::{CredentialTarget, Verification};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-fn config() -> BaoConfig {
-    BaoConfig::new(
-        test_env("SRE_TEST_BAO_ADDR"),
-        test_env("SRE_TEST_BAO_TOKEN"),
-    )
-}
-
 fn pg_port() -> u16 {
     test_env("SRE_TEST_PG_PORT")
         .parse()
         .expect("SRE_TEST_PG_PORT is a port")
 }
 
-/// A database engine at a mount of its own (the dev server is shared), with role `app`.
+/// The shared fixture: a database engine at a mount of its own, with role `app`.
 async fn engine() -> String {
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos());
-    let mount = format!("sre-test-pgtarget-{}-{nanos}", std::process::id());
-    let db = BaoDatabase::new(&config(), mount.clone()).expect("client");
-    db.enable().await.expect("enable");
-    db.configure_postgres(
-        "pg",
-        &PostgresConnection {
-            connection_url: format!(
-                "postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/postgres?sslmode=disable",
-                test_env("SRE_TEST_PG_HOST"),
-                pg_port()
-            ),
-            username: test_env("SRE_TEST_PG_USER"),
-            password: test_env("SRE_TEST_PG_PASSWORD"),
-            allowed_roles: vec!["app".into()],
-        },
-    )
-    .await
-    .expect("configure");
-    db.set_role(
-        "pg",
-        &DynamicRole {
-            name: "app".into(),
-            creation_statements: vec![
-                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';".into(),
-            ],
-            revocation_statements: vec![],
-            default_ttl: Duration::from_hours(1),
-            max_ttl: Duration::from_hours(2),
-        },
-    )
-    .await
-    .expect("role");
-    mount
+    dynamic_db_engine("pgtarget").await.mount().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -78,7 +35,7 @@ async fn issue_verify_revoke_against_real_openbao_and_postgres() {
         port: pg_port(),
         dbname: "postgres".into(),
     };
-    let target = PgDynamicTarget::from_spec(&config(), &spec)
+    let target = PgDynamicTarget::from_spec(&shared_config(), &spec)
         .expect("client")
         .expect("a postgres spec");
     let cred = target.issue().await.expect("issue");
@@ -169,24 +126,12 @@ async fn static_engine(tag: &str) -> (String, String) {
         Ok(Verification::Accepted)
     );
 
-    let mount = format!("sre-test-pgstatic-{tag}-{}-{}", std::process::id(), nanos());
-    let db = BaoDatabase::new(&config(), mount.clone()).expect("client");
+    let mount = unique(&format!("pgstatic-{tag}"));
+    let db = BaoDatabase::new(&shared_config(), mount.clone()).expect("client");
     db.enable().await.expect("enable");
-    db.configure_postgres(
-        "pg",
-        &PostgresConnection {
-            connection_url: format!(
-                "postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/postgres?sslmode=disable",
-                test_env("SRE_TEST_PG_HOST"),
-                pg_port()
-            ),
-            username: test_env("SRE_TEST_PG_USER"),
-            password: test_env("SRE_TEST_PG_PASSWORD"),
-            allowed_roles: vec!["svc".into()],
-        },
-    )
-    .await
-    .expect("configure");
+    db.configure_postgres("pg", &test_pg_connection(&["svc"]))
+        .await
+        .expect("configure");
     db.set_static_role(
         "pg",
         &StaticRole {
@@ -209,7 +154,7 @@ fn static_target(mount: String) -> PgStaticTarget {
         port: pg_port(),
         dbname: "postgres".into(),
     };
-    PgStaticTarget::from_spec(&config(), &spec)
+    PgStaticTarget::from_spec(&shared_config(), &spec)
         .expect("client")
         .expect("a postgres_static spec")
 }
@@ -264,7 +209,7 @@ async fn a_static_role_through_the_state_machine_retires_the_dead_version_at_onc
 
     let (mount, user) = static_engine("drive").await;
     let target = static_target(mount);
-    let store = BaoSecretStore::new(&config()).expect("kv");
+    let store = BaoSecretStore::new(&shared_config()).expect("kv");
     let secret = ManagedSecret {
         name: "svc".into(),
         class: SecretClass::StaticDb,
