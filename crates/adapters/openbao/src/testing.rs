@@ -1,0 +1,306 @@
+//! Test support (feature `test-util`): an OpenBao dev server of a test's own.
+//!
+//! The shared test server (`cargo xtask services up`) must never be sealed or stopped:
+//! every other test uses it. A test that needs OpenBao sealed, unsealed again or gone
+//! spawns a private `bao server -dev` here instead. The database-engine fixture that the
+//! adapter, rotation and controller tests share lives here too. This is test code: it
+//! panics with a message that says what is missing rather than returning errors.
+
+use crate::{BaoConfig, BaoDatabase, BaoSecretStore, DynamicRole, PostgresConnection};
+use sre_core::PortError;
+use sre_core::ports::{SecretMetadata, SecretStore};
+use sre_core::testing::test_env;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
+
+/// The root token the private dev server is started with.
+const ROOT_TOKEN: &str = "sre-dev-server-root";
+
+/// How often and how long [`DevServer`] polls the server before giving up: starting a dev
+/// server takes well under a second, a loaded 2-core CI machine a few.
+const POLL: Duration = Duration::from_millis(100);
+const POLLS: u32 = 300;
+
+/// A `bao server -dev` of one test's own on a free loopback port, killed on drop, so that
+/// a test can seal it, unseal it or stop it without disturbing the shared server.
+///
+/// The dev server keeps everything in memory: what a test wrote is gone once it is
+/// dropped, and it has one unseal key share with threshold one.
+pub struct DevServer {
+    /// `http://127.0.0.1:<port>`.
+    pub address: String,
+    /// A root token (the dev server's `-dev-root-token-id`).
+    pub root_token: String,
+    /// The single unseal key share, read from the dev server's banner.
+    pub unseal_key: String,
+    // Behind a lock so that `&self` methods can ask whether it is still running.
+    child: Mutex<Child>,
+    _dir: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for DevServer {
+    // The key and token are test values, but tests print their fixtures: leave them out.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DevServer")
+            .field("address", &self.address)
+            .field("pid", &self.lock_child().id())
+            .finish_non_exhaustive()
+    }
+}
+
+impl DevServer {
+    /// Starts `bao server -dev` on a free loopback port and waits (bounded) until it has
+    /// printed its unseal key and answers as unsealed and active.
+    ///
+    /// # Panics
+    ///
+    /// When `bao` is not on `PATH`, the server exits, or it is not ready in 30 s.
+    pub async fn spawn() -> Self {
+        let dir = tempfile::tempdir().expect("a temp dir for the dev server");
+        let log_path = dir.path().join("bao.log");
+        let log = std::fs::File::create(&log_path).expect("the dev server's log file");
+        let port = free_port();
+        let child = Command::new("bao")
+            .args(["server", "-dev"])
+            .arg(format!("-dev-root-token-id={ROOT_TOKEN}"))
+            .arg(format!("-dev-listen-address=127.0.0.1:{port}"))
+            // The dev server writes its token under $HOME: keep it in the temp dir.
+            .env("HOME", dir.path())
+            .current_dir(dir.path())
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("a second handle on the log file"))
+            .stderr(log)
+            .spawn()
+            .expect("`bao` on PATH (cargo xtask services up installs it)");
+        let mut server = Self {
+            address: format!("http://127.0.0.1:{port}"),
+            root_token: ROOT_TOKEN.to_owned(),
+            unseal_key: String::new(),
+            child: Mutex::new(child),
+            _dir: dir,
+        };
+        server.unseal_key = server.banner_unseal_key(&log_path).await;
+        server.wait_active("start").await;
+        server
+    }
+
+    /// A client configuration for this server with the root token.
+    #[must_use]
+    pub fn config(&self) -> BaoConfig {
+        BaoConfig::new(self.address.clone(), self.root_token.clone())
+    }
+
+    /// Seals the server: from now on every KV call answers 503 until [`Self::unseal`].
+    ///
+    /// # Panics
+    ///
+    /// When the seal call fails.
+    pub async fn seal(&self) {
+        vaultrs::sys::seal(&self.root_client())
+            .await
+            .expect("seal the dev server");
+        let probe = self.kv_probe().await;
+        assert!(
+            matches!(probe, Err(PortError::Unavailable { .. })),
+            "the dev server did not seal: a KV read gave {probe:?}"
+        );
+    }
+
+    /// Submits the unseal key and waits (bounded) until the server is active again.
+    ///
+    /// # Panics
+    ///
+    /// When the key is refused or the server does not become active in 30 s.
+    pub async fn unseal(&self) {
+        vaultrs::sys::unseal(
+            &self.root_client(),
+            Some(self.unseal_key.clone()),
+            None,
+            None,
+        )
+        .await
+        .expect("unseal the dev server");
+        self.wait_active("unseal").await;
+    }
+
+    /// A raw `vaultrs` client with the root token, for calls no adapter makes.
+    ///
+    /// # Panics
+    ///
+    /// Never for the loopback address this server has.
+    #[must_use]
+    pub fn root_client(&self) -> VaultClient {
+        let settings = VaultClientSettingsBuilder::default()
+            .address(&self.address)
+            .token(&self.root_token)
+            .verify(true)
+            .ca_certs(Vec::new())
+            .identity(None)
+            .namespace(None)
+            .build()
+            .expect("dev server client settings");
+        VaultClient::new(settings).expect("dev server client")
+    }
+
+    async fn banner_unseal_key(&self, log_path: &Path) -> String {
+        for _ in 0..POLLS {
+            let text = std::fs::read_to_string(log_path).unwrap_or_default();
+            if let Some(key) = text
+                .lines()
+                .find_map(|l| l.trim().strip_prefix("Unseal Key:"))
+            {
+                return key.trim().to_owned();
+            }
+            self.assert_running(&text);
+            tokio::time::sleep(POLL).await;
+        }
+        panic!(
+            "no unseal key in the dev server's banner after {:?}",
+            POLL * POLLS
+        );
+    }
+
+    /// Polls a KV read until it answers: unsealed, active, the `secret/` mount up (what
+    /// the tests need, and what the dev server's `sys/health` shape does not tell vaultrs).
+    async fn wait_active(&self, what: &str) {
+        let mut last = None;
+        for _ in 0..POLLS {
+            match self.kv_probe().await {
+                Ok(_) => return,
+                Err(e) => last = Some(e),
+            }
+            self.assert_running("");
+            tokio::time::sleep(POLL).await;
+        }
+        panic!(
+            "the dev server at {} was not active {:?} after {what}: last answer {last:?}",
+            self.address,
+            POLL * POLLS
+        );
+    }
+
+    async fn kv_probe(&self) -> Result<Option<SecretMetadata>, PortError> {
+        BaoSecretStore::new(&self.config())
+            .expect("a KV client for the dev server")
+            .metadata("sre-dev-server-probe")
+            .await
+    }
+
+    fn lock_child(&self) -> std::sync::MutexGuard<'_, Child> {
+        // A test that panicked while holding it still wants the process killed.
+        self.child
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn assert_running(&self, log: &str) {
+        let exited = self.lock_child().try_wait();
+        if let Ok(Some(status)) = exited {
+            panic!("bao server -dev exited with {status}: {log}");
+        }
+    }
+}
+
+impl Drop for DevServer {
+    fn drop(&mut self) {
+        let child = self
+            .child
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+}
+
+/// A loopback port nobody listens on right now: for a dev server, or for an address that
+/// must be unreachable.
+///
+/// # Panics
+///
+/// When no port can be bound.
+#[must_use]
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free loopback port")
+}
+
+/// The shared test server from `cargo xtask services up` (`SRE_TEST_BAO_ADDR`/`TOKEN`).
+///
+/// # Panics
+///
+/// When neither the environment nor `target/test-servers.env` names it.
+#[must_use]
+pub fn shared_config() -> BaoConfig {
+    BaoConfig::new(
+        test_env("SRE_TEST_BAO_ADDR"),
+        test_env("SRE_TEST_BAO_TOKEN"),
+    )
+}
+
+/// A name of its own per test and run (`sre-test-<tag>-<pid>-<nanos>`): the shared server
+/// outlives every test process, so mounts and KV paths must never collide.
+#[must_use]
+pub fn unique(tag: &str) -> String {
+    let nanos = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos());
+    format!("sre-test-{tag}-{}-{nanos}", std::process::id())
+}
+
+/// The dynamic role [`dynamic_db_engine`] creates.
+pub const DYNAMIC_ROLE: &str = "app";
+
+/// The database engine's connection to the shared test PostgreSQL (scram over TCP, as
+/// its superuser), allowed to serve `allowed_roles`.
+///
+/// # Panics
+///
+/// When the `SRE_TEST_PG_*` values are missing.
+#[must_use]
+pub fn test_pg_connection(allowed_roles: &[&str]) -> PostgresConnection {
+    PostgresConnection {
+        connection_url: format!(
+            "postgresql://{{{{username}}}}:{{{{password}}}}@{}:{}/postgres?sslmode=disable",
+            test_env("SRE_TEST_PG_HOST"),
+            test_env("SRE_TEST_PG_PORT")
+        ),
+        username: test_env("SRE_TEST_PG_USER"),
+        password: test_env("SRE_TEST_PG_PASSWORD"),
+        allowed_roles: allowed_roles.iter().map(|r| (*r).to_owned()).collect(),
+    }
+}
+
+/// A database engine on the shared server at a mount of its own (`unique(tag)`), set up
+/// as an operator would: connection `pg` to the test PostgreSQL and the dynamic role
+/// [`DYNAMIC_ROLE`] (login users valid for 1 h, at most 2 h, no revocation statements).
+///
+/// # Panics
+///
+/// When the engine cannot be enabled or configured.
+pub async fn dynamic_db_engine(tag: &str) -> BaoDatabase {
+    let db = BaoDatabase::new(&shared_config(), unique(tag)).expect("a database engine client");
+    db.enable().await.expect("enable the database engine");
+    db.configure_postgres("pg", &test_pg_connection(&[DYNAMIC_ROLE]))
+        .await
+        .expect("configure the postgres connection");
+    db.set_role(
+        "pg",
+        &DynamicRole {
+            name: DYNAMIC_ROLE.into(),
+            creation_statements: vec![
+                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';".into(),
+            ],
+            revocation_statements: vec![],
+            default_ttl: Duration::from_hours(1),
+            max_ttl: Duration::from_hours(2),
+        },
+    )
+    .await
+    .expect("create the dynamic role");
+    db
+}
