@@ -9,18 +9,23 @@
 //! so its previous version is retired only after the overlap window *and* the refresh.
 //! Without a refresher (no Kubernetes client) nothing is refreshed, retirement follows
 //! the overlap alone, and the metrics say `no_kube_client`.
+//!
+//! Secrets whose target mints leased credentials (see [`Controller::with_lease_renewal`])
+//! get their live credentials' leases renewed every tick they are due (see
+//! [`crate::leases`]): the current version always, the previous one during its overlap.
 
 use crate::consumers::{ConsumerRefresh, ConsumerStatus, Refreshes};
+use crate::leases::{self, LeaseBook, Live, Renewed, Which};
 use crate::metrics::RotationMetrics;
 use chrono::{DateTime, Utc};
 use sre_core::Clock;
 use sre_core::guard::{Backoff, Jitter};
 use sre_core::ports::SecretStore;
-use sre_rotation::config::CertificateSpec;
+use sre_rotation::config::{CertificateSpec, LeaseRenewal};
 use sre_rotation::drive::{self, StopAt, error_chain};
 use sre_rotation::plan::Step;
 use sre_rotation::run::{self, Ports};
-use sre_rotation::{CredentialTarget, ManagedSecret};
+use sre_rotation::{CredentialTarget, KeepAlive, ManagedSecret};
 use std::collections::BTreeMap;
 use std::num::NonZeroU32;
 use std::sync::Arc;
@@ -46,8 +51,8 @@ struct Slot {
     seen: bool,
 }
 
-/// The controller: the ports, the secrets and what it knows between ticks (only
-/// back-off; everything else is re-read from OpenBao each time).
+/// The controller: the ports, the secrets and what it knows between ticks (back-off and
+/// the last lease renewals; everything else is re-read from OpenBao each time).
 pub struct Controller {
     store: Arc<dyn SecretStore>,
     slots: Vec<Slot>,
@@ -58,6 +63,8 @@ pub struct Controller {
     certificates: BTreeMap<String, CertificateSpec>,
     refresher: Option<Arc<dyn ConsumerRefresh>>,
     refreshes: Refreshes,
+    leases: BTreeMap<String, LeaseRenewal>,
+    book: LeaseBook,
 }
 
 impl Controller {
@@ -89,7 +96,18 @@ impl Controller {
             certificates: BTreeMap::new(),
             refresher: None,
             refreshes: Refreshes::new(DEFAULT_RESTART_WINDOW),
+            leases: BTreeMap::new(),
+            book: LeaseBook::new(),
         }
+    }
+
+    /// Renews the leases of the live credentials of the secrets named in `leases`
+    /// (those whose target mints leased credentials), each as its [`LeaseRenewal`] says:
+    /// without it a minted credential dies at the role's TTL, current version or not.
+    #[must_use]
+    pub fn with_lease_renewal(mut self, leases: BTreeMap<String, LeaseRenewal>) -> Self {
+        self.leases = leases;
+        self
     }
 
     /// Moves consumers through `refresher` after each promotion, coalescing Deployment
@@ -187,12 +205,61 @@ impl Controller {
                 self.metrics.observe_certificate(&s.name, cert, now);
             }
         }
+        if let Some(at) = self.keep_leases_alive(now).await {
+            next = next.min(at);
+        }
         if let Some(at) = self.refresh_consumers(now).await {
             next = next.min(at.max(now));
         }
         (next - self.clock.wall())
             .to_std()
             .unwrap_or(Duration::ZERO)
+    }
+
+    /// Renews the leases due at `now` of every secret with lease renewal, exports the
+    /// time left on each live lease, and returns when the next renewal falls due (only
+    /// times after `now`: a failed renewal is retried at the next tick, not at once).
+    async fn keep_leases_alive(&mut self, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let mut next: Option<DateTime<Utc>> = None;
+        for slot in &self.slots {
+            let s = &slot.managed.secret;
+            let (Some(target), Some(lease)) = (&slot.managed.target, self.leases.get(&s.name))
+            else {
+                continue;
+            };
+            // An unreadable state is already in the status metrics; retried next tick.
+            let Ok((state, _, _)) = run::load(self.store.as_ref(), &s.path).await else {
+                continue;
+            };
+            let live = leases::live(state.current, state.previous.as_ref().map(|p| p.version));
+            self.book.retain_live(&s.name, &live);
+            let last = self.book.of(&s.name);
+            for l in leases::due(&live, &last, now, lease.every) {
+                let result = renew(self.store.as_ref(), target.as_ref(), s, l, now).await;
+                if let Some(label) = result.label {
+                    self.metrics.lease_renewal(&s.name, label);
+                }
+                if let Some(r) = result.renewed {
+                    self.book.record(&s.name, l.version, r);
+                }
+            }
+            let last = self.book.of(&s.name);
+            for which in [Which::Current, Which::Previous] {
+                match live.iter().find(|l| l.which == which) {
+                    None => self.metrics.forget_lease(&s.name, which.label()),
+                    Some(l) => {
+                        if let Some(r) = last.get(&l.version) {
+                            let left = leases::remaining_at(r, now);
+                            self.metrics.lease_remaining(&s.name, which.label(), left);
+                        }
+                    }
+                }
+            }
+            if let Some(at) = leases::next_due(&live, &last, lease.every).filter(|at| *at > now) {
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        next
     }
 
     /// Moves the consumers owed a refresh (when there is a refresher) and exports where
@@ -239,6 +306,67 @@ impl Controller {
                 () = tokio::time::sleep(sleep) => {}
             }
         }
+    }
+}
+
+/// How one renewal went: the metric label (none when there was nothing to renew), and
+/// what to remember (nothing when the renewal could not be made, so that it is retried
+/// at the next tick).
+struct RenewResult {
+    label: Option<&'static str>,
+    renewed: Option<Renewed>,
+}
+
+/// Renews the lease of one live credential: reads its KV version and asks the target to
+/// keep it alive. A capped or gone lease is logged as a warning: consumers of that
+/// version will see failed logins unless the secret rotates (or retires) first.
+async fn renew(
+    store: &dyn SecretStore,
+    target: &dyn CredentialTarget,
+    s: &ManagedSecret,
+    l: Live,
+    now: DateTime<Utc>,
+) -> RenewResult {
+    let failed = |error: String| {
+        tracing::warn!(secret = %s.name, version = l.which.label(), kv_version = l.version,
+            %error, "lease renewal failed; retrying next tick");
+        RenewResult {
+            label: Some("failed"),
+            renewed: None,
+        }
+    };
+    let data = match store.read(&s.path, Some(l.version)).await {
+        Ok(Some(v)) => v.data,
+        Ok(None) => return failed(format!("KV version {} is gone", l.version)),
+        Err(e) => return failed(error_chain(&e)),
+    };
+    let (label, remaining) = match target.keep_alive(&data).await {
+        Ok(KeepAlive::Extended { remaining }) => ("ok", remaining),
+        Ok(KeepAlive::Capped { remaining }) => {
+            tracing::warn!(secret = %s.name, version = l.which.label(), kv_version = l.version,
+                remaining = ?remaining, "lease cannot be extended past the role's max_ttl: the \
+                credential stops working then unless the secret rotates first");
+            ("capped", remaining)
+        }
+        Ok(KeepAlive::Gone) => {
+            tracing::warn!(secret = %s.name, version = l.which.label(), kv_version = l.version,
+                "lease is gone (revoked or expired): this credential no longer logs in");
+            ("gone", Duration::ZERO)
+        }
+        // Nothing to renew (a target without leases): nothing to remember or count.
+        Ok(_) => {
+            return RenewResult {
+                label: None,
+                renewed: None,
+            };
+        }
+        Err(e) => return failed(error_chain(&e)),
+    };
+    tracing::debug!(secret = %s.name, version = l.which.label(), kv_version = l.version,
+        remaining = ?remaining, result = label, "lease renewed");
+    RenewResult {
+        label: Some(label),
+        renewed: Some(Renewed { at: now, remaining }),
     }
 }
 
@@ -508,6 +636,201 @@ mod tests {
             &reg,
             "sre_rotation_consumers_status{secret=\"db\",status=\"refreshed\"} 0"
         ));
+    }
+
+    /// Mints `pw1`, `pw2`, ... with leases: `keep_alive` records which password it kept
+    /// alive and answers what `script` says for it (default: extended by 120 s); a
+    /// revoked password's lease is gone.
+    #[derive(Default)]
+    struct Leased {
+        issued: std::sync::Mutex<u32>,
+        kept: std::sync::Mutex<Vec<String>>,
+        script: std::sync::Mutex<BTreeMap<String, Result<KeepAlive, PortError>>>,
+        revoked: std::sync::Mutex<Vec<String>>,
+    }
+
+    impl Leased {
+        fn kept(&self) -> Vec<String> {
+            self.kept.lock().map(|k| k.clone()).unwrap_or_default()
+        }
+        fn answer(&self, password: &str, outcome: Result<KeepAlive, PortError>) {
+            if let Ok(mut s) = self.script.lock() {
+                s.insert(password.into(), outcome);
+            }
+        }
+    }
+
+    #[async_trait]
+    impl CredentialTarget for Leased {
+        async fn issue(&self) -> Result<SecretData, PortError> {
+            let mut n = self
+                .issued
+                .lock()
+                .map_err(|e| PortError::Invalid(e.to_string()))?;
+            *n += 1;
+            Ok(SecretData::from_pairs([("password", format!("pw{n}"))]))
+        }
+        async fn install(&self, _: &SecretData) -> Result<(), PortError> {
+            Ok(())
+        }
+        async fn verify(&self, _: &SecretData) -> Result<Verification, PortError> {
+            Ok(Verification::Accepted)
+        }
+        async fn revoke(&self, c: &SecretData) -> Result<(), PortError> {
+            if let Ok(mut r) = self.revoked.lock() {
+                r.push(c.get("password").unwrap_or_default().to_owned());
+            }
+            Ok(())
+        }
+        async fn keep_alive(&self, c: &SecretData) -> Result<KeepAlive, PortError> {
+            let pw = c.get("password").unwrap_or_default().to_owned();
+            if let Ok(mut k) = self.kept.lock() {
+                k.push(pw.clone());
+            }
+            if self.revoked.lock().is_ok_and(|r| r.contains(&pw)) {
+                return Ok(KeepAlive::Gone);
+            }
+            let scripted = self.script.lock().ok().and_then(|s| s.get(&pw).cloned());
+            scripted.unwrap_or(Ok(KeepAlive::Extended {
+                remaining: Duration::from_mins(2),
+            }))
+        }
+    }
+
+    fn sample(reg: &sre_core::telemetry::Registry, prefix: &str) -> Option<i64> {
+        render(reg)
+            .lines()
+            .find_map(|l| l.strip_prefix(prefix))
+            .and_then(|v| v.trim().parse().ok())
+    }
+
+    fn remaining(reg: &sre_core::telemetry::Registry, version: &str) -> Option<i64> {
+        sample(
+            reg,
+            &format!(
+                "sre_rotation_lease_remaining_seconds{{secret=\"db\",version=\"{version}\"}} "
+            ),
+        )
+    }
+
+    fn renewals(reg: &sre_core::telemetry::Registry, result: &str) -> i64 {
+        sample(
+            reg,
+            &format!("sre_rotation_lease_renewals_total{{secret=\"db\",result=\"{result}\"}} "),
+        )
+        .unwrap_or(0)
+    }
+
+    /// Current always, previous during its overlap, each at most every 40 s; capped,
+    /// failed and gone renewals are counted, and a failed one is retried next tick.
+    // One scenario across two rotations reads best as one function.
+    #[allow(clippy::too_many_lines)]
+    #[tokio::test]
+    async fn live_leases_are_renewed_at_most_every_renew_every_until_retired() {
+        let store = Arc::new(MemSecretStore::new());
+        let clock = ManualClock::at_epoch();
+        let mut reg = sre_core::telemetry::metrics_registry();
+        let metrics = RotationMetrics::register(&mut reg);
+        let target = Arc::new(Leased::default());
+        let mut db = secret("db", SecretClass::DynamicDb);
+        db.overlap = Duration::from_secs(50);
+        let mut c = Controller::new(
+            store,
+            vec![
+                Managed {
+                    secret: db,
+                    target: Some(target.clone()),
+                },
+                Managed {
+                    secret: secret("tok", SecretClass::ApiToken),
+                    target: Some(Arc::new(Always)),
+                },
+            ],
+            Arc::new(clock.clone()),
+            metrics,
+            Duration::from_secs(30),
+        )
+        .with_lease_renewal(BTreeMap::from([(
+            "db".to_owned(),
+            LeaseRenewal {
+                increment: Duration::from_mins(2),
+                every: Duration::from_secs(40),
+            },
+        )]));
+        let step = |s: u64| clock.advance(Duration::from_secs(s));
+
+        // t=0: v1 promoted and renewed at once; the next tick is the usual 30 s.
+        assert_eq!(c.tick().await, Duration::from_secs(30));
+        assert_eq!(target.kept(), ["pw1"]);
+        assert_eq!(remaining(&reg, "current"), Some(120));
+        assert_eq!(remaining(&reg, "previous"), None);
+        assert_eq!(renewals(&reg, "ok"), 1);
+        // t=30: not due yet, the gauge counts down; the wake-up is the renewal at 40.
+        step(30);
+        assert_eq!(c.tick().await, Duration::from_secs(10));
+        assert_eq!(target.kept(), ["pw1"]);
+        assert_eq!(remaining(&reg, "current"), Some(90));
+        // t=40: due. OpenBao caps it this time.
+        target.answer(
+            "pw1",
+            Ok(KeepAlive::Capped {
+                remaining: Duration::from_secs(70),
+            }),
+        );
+        step(10);
+        c.tick().await;
+        assert_eq!(target.kept(), ["pw1", "pw1"]);
+        assert_eq!(renewals(&reg, "capped"), 1);
+        assert_eq!(remaining(&reg, "current"), Some(70));
+
+        // t=100: v2 promoted, v1 is previous until 150. Both are due: v2 is new, v1 was
+        // renewed 60 s ago. v2's renewal fails once.
+        target.answer(
+            "pw2",
+            Err(PortError::Unavailable {
+                backend: "test",
+                message: "sealed".into(),
+            }),
+        );
+        step(60);
+        c.tick().await;
+        assert_eq!(target.kept(), ["pw1", "pw1", "pw2", "pw1"]);
+        assert_eq!(renewals(&reg, "failed"), 1);
+        assert_eq!(remaining(&reg, "previous"), Some(70), "pw1 is still capped");
+        // t=110: the failed renewal of v2 is retried at the next tick; v1 is not due.
+        if let Ok(mut s) = target.script.lock() {
+            s.clear();
+        }
+        step(10);
+        c.tick().await;
+        assert_eq!(target.kept(), ["pw1", "pw1", "pw2", "pw1", "pw2"]);
+        assert_eq!(remaining(&reg, "current"), Some(120));
+        assert_eq!(remaining(&reg, "previous"), Some(60));
+        assert_eq!((renewals(&reg, "ok"), renewals(&reg, "capped")), (2, 2));
+
+        // t=150: the overlap ends, v1 is revoked and no longer renewed nor exported.
+        step(40);
+        c.tick().await;
+        assert_eq!(
+            target.revoked.lock().map(|r| r.clone()).unwrap_or_default(),
+            ["pw1"]
+        );
+        assert_eq!(target.kept(), ["pw1", "pw1", "pw2", "pw1", "pw2", "pw2"]);
+        assert_eq!(remaining(&reg, "previous"), None);
+        assert_eq!(renewals(&reg, "gone"), 0);
+
+        // A lease revoked behind the controller's back is reported as gone.
+        if let Ok(mut r) = target.revoked.lock() {
+            r.push("pw2".into());
+        }
+        step(40);
+        c.tick().await;
+        assert_eq!(renewals(&reg, "gone"), 1);
+        assert_eq!(remaining(&reg, "current"), Some(0));
+        assert!(
+            !render(&reg).contains("lease_remaining_seconds{secret=\"tok\""),
+            "a target without leases is not renewed"
+        );
     }
 
     /// A KV store in which one secret's paths are down (a policy denial or a broken

@@ -6,6 +6,7 @@
 pub mod consumers;
 pub mod controller;
 pub mod jwks;
+pub mod leases;
 pub mod metrics;
 pub mod ports;
 pub mod server;

@@ -96,6 +96,7 @@ async fn serve(cfg: &RotationConfig, token: String) -> anyhow::Result<()> {
         secrets = secrets.len(), tick = ?cfg.tick, "rotation controller up");
     let controller = Controller::new(store, secrets, clock, metrics, cfg.tick)
         .with_certificates(cfg.certificates.clone())
+        .with_lease_renewal(cfg.lease_renewals())
         .with_consumers(refresher, cfg.kubernetes.restart_window);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let loop_task = tokio::spawn(controller.run(async move {

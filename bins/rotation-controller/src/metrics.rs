@@ -28,6 +28,20 @@ pub struct RotationMetrics {
     expiry_status: Family<Labels, Gauge>,
     consumers: Family<Labels, Gauge>,
     refreshes: Family<Labels, Counter>,
+    lease_remaining: Family<Labels, Gauge>,
+    lease_renewals: Family<Labels, Counter>,
+}
+
+/// The `result` labels of `sre_rotation_lease_renewals_total`: extended by the whole
+/// increment, extended only up to the role's `max_ttl`, lease no longer exists, the
+/// renewal could not be made.
+pub const LEASE_RESULTS: [&str; 4] = ["ok", "capped", "gone", "failed"];
+
+fn secret_version(name: &str, version: &str) -> Labels {
+    vec![
+        ("secret".to_owned(), name.to_owned()),
+        ("version".to_owned(), version.to_owned()),
+    ]
 }
 
 fn secret_status(name: &str, status: &str) -> Labels {
@@ -109,7 +123,40 @@ impl RotationMetrics {
             "Consumer refresh calls (ESO force-sync, Reloader-compatible rollout) by kind and result",
             m.refreshes.clone(),
         );
+        sub.register(
+            "lease_remaining_seconds",
+            "Seconds left on the lease of a live minted credential (version current or previous), \
+             as of its last renewal",
+            m.lease_remaining.clone(),
+        );
+        sub.register(
+            "lease_renewals",
+            "Lease renewals of live minted credentials by result (ok, capped at max_ttl, gone, \
+             failed)",
+            m.lease_renewals.clone(),
+        );
         m
+    }
+
+    /// Sets the time left on the lease of `secret`'s `version` (`current`/`previous`).
+    pub fn lease_remaining(&self, secret: &str, version: &'static str, left: std::time::Duration) {
+        self.lease_remaining
+            .get_or_create(&secret_version(secret, version))
+            .set(i64::try_from(left.as_secs()).unwrap_or(i64::MAX));
+    }
+
+    /// Drops the lease gauge of a version that is no longer live (the previous one after
+    /// retirement), so a dead credential does not look like it is running out.
+    pub fn forget_lease(&self, secret: &str, version: &'static str) {
+        self.lease_remaining
+            .remove(&secret_version(secret, version));
+    }
+
+    /// Counts one lease renewal; `result` is one of [`LEASE_RESULTS`].
+    pub fn lease_renewal(&self, secret: &str, result: &'static str) {
+        self.lease_renewals
+            .get_or_create(&secret_result(secret, result))
+            .inc();
     }
 
     /// Sets the one-hot consumer status of a secret (`no_kube_client` says plainly that

@@ -77,7 +77,7 @@ pub fn target(bao: &BaoConfig, spec: &TargetSpec) -> anyhow::Result<Arc<dyn Cred
 #[cfg(test)]
 mod tests {
     use super::*;
-    use sre_rotation::config::TokenEncoding;
+    use sre_rotation::config::{LeaseRenewal, TokenEncoding};
 
     #[test]
     fn every_target_kind_builds_an_adapter() {
@@ -89,6 +89,7 @@ mod tests {
                 host: "127.0.0.1".into(),
                 port: 5432,
                 dbname: "postgres".into(),
+                lease: LeaseRenewal::with_increment(LeaseRenewal::DEFAULT_INCREMENT),
             },
             TargetSpec::PostgresStatic {
                 database_mount: "database".into(),

@@ -1,7 +1,8 @@
 //! The `rotation-controller` binary against the real OpenBao and PostgreSQL from `cargo
 //! xtask services up`: with a 2 s `max_age` it rotates dynamic database credentials on
-//! its own, `/metrics` shows the rotations per secret, the current credential logs in,
-//! and SIGTERM stops it cleanly. Every wait is bounded.
+//! its own, `/metrics` shows the rotations per secret and the renewed lease of the
+//! current credential, that credential logs in, and SIGTERM stops it cleanly. Every
+//! wait is bounded.
 
 use sre_adapter_openbao::BaoSecretStore;
 use sre_adapter_openbao::testing::{dynamic_db_engine, shared_config, unique};
@@ -72,7 +73,8 @@ inventory:
       owner: team-billing
       consumers: [deployment/billing/api]
 targets:
-  billing-db: {{ kind: postgres_dynamic, database_mount: {mount}, role: app, host: '{host}', port: {pg} }}
+  billing-db: {{ kind: postgres_dynamic, database_mount: {mount}, role: app, host: '{host}', port: {pg},
+                lease_increment: 90m }}
 ",
             addr = test_env("SRE_TEST_BAO_ADDR"),
             token = token_file.display(),
@@ -142,6 +144,25 @@ targets:
     assert!(
         (now - 5.0..=now + 5.0).contains(&next),
         "next {next} vs now {now}"
+    );
+    // Every new current credential has its lease renewed at once (a scrape may come
+    // just before the newest one's), by 90 m: past the role's 1 h TTL and within its
+    // 2 h max_ttl, so not capped.
+    assert!(
+        sample(
+            &text,
+            "sre_rotation_lease_renewals_total{secret=\"billing-db\",result=\"ok\"} "
+        )
+        .is_some_and(|n| n >= 1.0),
+        "{text}"
+    );
+    let left = sample(
+        &text,
+        "sre_rotation_lease_remaining_seconds{secret=\"billing-db\",version=\"current\"} ",
+    );
+    assert!(
+        left.is_some_and(|s| s > 3600.0 && s <= 5400.0),
+        "lease left {left:?}:\n{text}"
     );
     assert!(
         !text.contains(&test_env("SRE_TEST_BAO_TOKEN")),

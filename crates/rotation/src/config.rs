@@ -106,6 +106,14 @@ pub enum RawTarget {
         /// Database to log in to (default `postgres`).
         #[serde(default)]
         dbname: Option<String>,
+        /// How much longer each renewal asks a live credential's lease to last
+        /// (default `1h`; OpenBao caps it at the role's `max_ttl`).
+        #[serde(default)]
+        lease_increment: Option<String>,
+        /// At most one renewal per credential this often (default: a third of
+        /// `lease_increment`, so two renewals can fail before the lease runs out).
+        #[serde(default)]
+        renew_every: Option<String>,
     },
     /// An Ed25519 signing or JWT key in the OpenBao transit engine.
     TransitSigning {
@@ -236,6 +244,33 @@ pub struct OpenBaoSettings {
     pub token_file: Option<PathBuf>,
 }
 
+/// How the leases of a target's live credentials (current, and previous during the
+/// overlap) are kept alive: minted credentials die with their lease, whatever the
+/// rotation schedule says, so the controller renews them on its own clock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LeaseRenewal {
+    /// The extension asked for on each renewal.
+    pub increment: Duration,
+    /// The shortest time between two renewals of the same credential; shorter than
+    /// `increment`, or the lease would run out between renewals.
+    pub every: Duration,
+}
+
+impl LeaseRenewal {
+    /// The increment when none is configured: the usual role TTL.
+    pub const DEFAULT_INCREMENT: Duration = Duration::from_hours(1);
+
+    /// Renews by `increment` every third of it: two renewals in a row can fail (an
+    /// OpenBao restart, a network blip) before the lease runs out.
+    #[must_use]
+    pub fn with_increment(increment: Duration) -> Self {
+        Self {
+            increment,
+            every: increment / 3,
+        }
+    }
+}
+
 /// A validated target system.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -252,6 +287,8 @@ pub enum TargetSpec {
         port: u16,
         /// Database to log in to.
         dbname: String,
+        /// How the leases of the live credentials are renewed.
+        lease: LeaseRenewal,
     },
     /// An Ed25519 signing or JWT key in the OpenBao transit engine: a rotation adds a key
     /// version, tests it with a real sign + verify, and retires the old version by
@@ -327,6 +364,16 @@ impl TargetSpec {
             Self::KmsRewrap { .. } => &[SecretClass::KmsMasterKey],
         }
     }
+
+    /// How this target's leases are renewed; `None` for kinds whose credentials have no
+    /// lease (nothing expires on its own, so nothing is renewed).
+    #[must_use]
+    pub fn lease_renewal(&self) -> Option<LeaseRenewal> {
+        match self {
+            Self::PostgresDynamic { lease, .. } => Some(*lease),
+            _ => None,
+        }
+    }
 }
 
 /// The validated configuration.
@@ -357,6 +404,16 @@ impl RotationConfig {
     pub fn target(&self, name: &str) -> Option<&TargetSpec> {
         self.targets.get(name)
     }
+
+    /// Lease renewal per secret name, for the secrets whose target mints leased
+    /// credentials: the controller keeps those alive between rotations.
+    #[must_use]
+    pub fn lease_renewals(&self) -> BTreeMap<String, LeaseRenewal> {
+        self.targets
+            .iter()
+            .filter_map(|(name, spec)| spec.lease_renewal().map(|l| (name.clone(), l)))
+            .collect()
+    }
 }
 
 fn nonempty(errs: &mut Vec<ConfigError>, path: &str, value: &str) {
@@ -377,6 +434,8 @@ fn target_spec(
             host,
             port,
             dbname,
+            lease_increment,
+            renew_every,
         } => {
             nonempty(errs, &at("database_mount"), &database_mount);
             nonempty(errs, &at("role"), &role);
@@ -390,6 +449,7 @@ fn target_spec(
                 host,
                 port,
                 dbname: dbname.unwrap_or_else(|| "postgres".to_owned()),
+                lease: lease_renewal(lease_increment.as_deref(), renew_every.as_deref(), at, errs),
             }
         }
         RawTarget::TransitSigning { transit_mount, key } => {
@@ -440,6 +500,54 @@ fn target_spec(
             }
         }
     }
+}
+
+fn lease_renewal(
+    increment: Option<&str>,
+    every: Option<&str>,
+    at: &dyn Fn(&str) -> String,
+    errs: &mut Vec<ConfigError>,
+) -> LeaseRenewal {
+    let parse = |field: &str, text: &str, errs: &mut Vec<ConfigError>| {
+        humantime::parse_duration(text)
+            .map_err(|e| {
+                errs.push(ConfigError::new(
+                    at(field),
+                    format!("{text:?} is not a duration: {e}"),
+                ));
+            })
+            .ok()
+    };
+    let increment = match increment {
+        None => LeaseRenewal::DEFAULT_INCREMENT,
+        Some(text) => match parse("lease_increment", text, errs) {
+            // OpenBao counts lease time in whole seconds; 0 would mean "the role's default".
+            Some(d) if d < Duration::from_secs(1) => {
+                errs.push(ConfigError::new(
+                    at("lease_increment"),
+                    "must be at least 1s",
+                ));
+                return LeaseRenewal::with_increment(LeaseRenewal::DEFAULT_INCREMENT);
+            }
+            Some(d) => d,
+            None => return LeaseRenewal::with_increment(LeaseRenewal::DEFAULT_INCREMENT),
+        },
+    };
+    let mut lease = LeaseRenewal::with_increment(increment);
+    if let Some(every) = every.and_then(|text| parse("renew_every", text, errs)) {
+        if every.is_zero() || every >= increment {
+            errs.push(ConfigError::new(
+                at("renew_every"),
+                format!(
+                    "must be longer than zero and shorter than lease_increment ({}), or the \
+                     lease runs out between renewals",
+                    humantime::format_duration(increment)
+                ),
+            ));
+        }
+        lease.every = every;
+    }
+    lease
 }
 
 /// Bounds of a generated token's random bytes: below 16 (128 bits) a token can be
@@ -843,6 +951,14 @@ targets:
             cfg.target("db"),
             Some(TargetSpec::PostgresDynamic { dbname, .. }) if dbname == "postgres"
         ));
+        let hour = LeaseRenewal {
+            increment: Duration::from_hours(1),
+            every: Duration::from_mins(20),
+        };
+        assert_eq!(
+            cfg.lease_renewals(),
+            BTreeMap::from([("db".to_owned(), hour)])
+        );
         let warned: Vec<&str> = cfg
             .inventory
             .warnings
@@ -880,6 +996,60 @@ targets:
             ],
             "{err:#?}"
         );
+    }
+
+    #[test]
+    fn lease_renewal_settings_validate_and_only_dynamic_targets_have_them() {
+        let yaml = |extra: &str| {
+            format!(
+                "
+openbao: {{ address: 'http://x' }}
+inventory:
+  secrets:
+    - {{ name: db, class: dynamic_db, path: apps/db, max_age: 1h, overlap: 5m, owner: o, consumers: [deployment/a/b] }}
+    - {{ name: jwt, class: jwt_key, path: keys/jwt, max_age: 30d, overlap: 1d, owner: sec,
+        consumers: [deployment/a/b], approval: {{ approvers: [so], expires_after: 1d }} }}
+targets:
+  db: {{ kind: postgres_dynamic, database_mount: database, role: app, host: h, port: 5432{extra} }}
+  jwt: {{ kind: transit_signing, key: jwt }}
+"
+            )
+        };
+        let cfg = load(&yaml(", lease_increment: 2h")).unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            cfg.lease_renewals(),
+            BTreeMap::from([(
+                "db".to_owned(),
+                LeaseRenewal {
+                    increment: Duration::from_hours(2),
+                    every: Duration::from_mins(40)
+                }
+            )]),
+            "a third of the increment by default; no entry for the transit key"
+        );
+        let cfg = load(&yaml(", lease_increment: 30m, renew_every: 5m"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            cfg.target("db").and_then(TargetSpec::lease_renewal),
+            Some(LeaseRenewal {
+                increment: Duration::from_mins(30),
+                every: Duration::from_mins(5)
+            })
+        );
+        for (extra, path) in [
+            (", lease_increment: soon", "targets.db.lease_increment"),
+            (", lease_increment: 0s", "targets.db.lease_increment"),
+            (
+                ", lease_increment: 1h, renew_every: 1h",
+                "targets.db.renew_every",
+            ),
+            (", renew_every: 0s", "targets.db.renew_every"),
+            (", renew_every: often", "targets.db.renew_every"),
+        ] {
+            let err = load(&yaml(extra)).expect_err(extra);
+            let paths: Vec<&str> = err.iter().map(|e| e.path.as_str()).collect();
+            assert_eq!(paths, [path], "{extra}: {err:?}");
+        }
     }
 
     #[test]

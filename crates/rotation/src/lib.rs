@@ -20,7 +20,7 @@ pub mod status;
 pub use error::Error;
 pub use model::{Inventory, ManagedSecret, RawInventory, SecretClass};
 pub use plan::{Observed, Outcome, Step, apply, decide};
-pub use ports::{CredentialTarget, Verification};
+pub use ports::{CredentialTarget, KeepAlive, Verification};
 pub use state::{Phase, RotationState, Stage};
 
 /// Where this crate stands, so that a caller (and `sre doctor`) can tell a placeholder
@@ -28,7 +28,9 @@ pub use state::{Phase, RotationState, Stage};
 pub const STATUS: &str = "partial: inventory config, staged state machine (pure, resumable), \
      KV-metadata persistence, approvals in OpenBao, rotation-controller (schedules, /metrics) with \
      a target kind per rotating class: dynamic DB credentials and static-role service accounts \
-     (postgres_dynamic, postgres_static; real OpenBao + PostgreSQL; a static role has one live \
+     (postgres_dynamic, postgres_static; real OpenBao + PostgreSQL; the controller renews the \
+     leases of the current and, during the overlap, the previous dynamic credential \
+     (keep_alive: capped at max_ttl and gone leases reported); a static role has one live \
      password, so no overlap: consumers must re-read at once), signing/JWT keys through transit \
      with approval and JWKS rendering (transit_signing), generated API tokens stored as KV \
      versions (generated; verified by a bearer check or only structurally; no issuer API sets \

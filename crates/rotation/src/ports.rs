@@ -4,6 +4,7 @@
 use async_trait::async_trait;
 use sre_core::PortError;
 use sre_core::ports::SecretData;
+use std::time::Duration;
 
 /// Whether the target accepted a credential in a real check.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -15,6 +16,36 @@ pub enum Verification {
         /// What the target said (never the credential itself).
         reason: String,
     },
+}
+
+/// What keeping a credential alive achieved.
+///
+/// Minted credentials with a lease (OpenBao database users) die when the lease runs
+/// out, whatever the rotation schedule says: with a role TTL of one hour and hourly
+/// rotation, the current credential would expire around its own rotation and the
+/// previous one during its overlap window. The controller therefore renews the leases
+/// of every live version and needs to tell "extended", "cannot be extended any further"
+/// and "already gone" apart to alert on the last two.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum KeepAlive {
+    /// The credential does not expire on its own (a password, a key version): nothing
+    /// to renew.
+    NotNeeded,
+    /// The lease was extended by the whole increment asked for.
+    Extended {
+        /// Time left on the lease now.
+        remaining: Duration,
+    },
+    /// The lease was extended, but by less than asked: it has reached its hard limit
+    /// (OpenBao's `max_ttl`) and dies after `remaining` unless the secret rotates first.
+    Capped {
+        /// Time left on the lease now, at most what was asked for.
+        remaining: Duration,
+    },
+    /// The lease does not exist any more (revoked, expired): the credential no longer
+    /// logs in, and renewing again cannot bring it back.
+    Gone,
 }
 
 /// The system whose credential is rotated, one instance per managed secret.
@@ -36,4 +67,14 @@ pub trait CredentialTarget: Send + Sync {
 
     /// Makes the target refuse `credential` from now on; already revoked is success.
     async fn revoke(&self, credential: &SecretData) -> Result<(), PortError>;
+
+    /// Keeps `credential` valid for a while longer, because minted credentials with a
+    /// lease expire unless renewed, even while they are the current version or inside
+    /// their overlap window. Targets whose credentials have no lease have nothing to
+    /// renew, hence the default [`KeepAlive::NotNeeded`]. `Err` means the renewal could
+    /// not be made (retry); a lease that is gone is [`KeepAlive::Gone`], not an error.
+    async fn keep_alive(&self, credential: &SecretData) -> Result<KeepAlive, PortError> {
+        let _ = credential;
+        Ok(KeepAlive::NotNeeded)
+    }
 }

@@ -176,6 +176,56 @@ fn lease(v: &serde_json::Value, what: &str) -> Result<Lease, PortError> {
     })
 }
 
+/// Reads `sys/leases/lookup`'s answer, whose fields sit under `data` with other names.
+fn looked_up(v: &serde_json::Value, what: &str) -> Result<Lease, PortError> {
+    let data = v.get("data").ok_or_else(|| malformed(what, "no data"))?;
+    let id = data
+        .get("id")
+        .and_then(serde_json::Value::as_str)
+        .filter(|s| !s.is_empty())
+        .ok_or_else(|| malformed(what, "no data.id"))?;
+    let ttl = data
+        .get("ttl")
+        .and_then(serde_json::Value::as_u64)
+        .ok_or_else(|| malformed(what, "no data.ttl"))?;
+    Ok(Lease {
+        id: id.to_owned(),
+        duration: Duration::from_secs(ttl),
+        renewable: data
+            .get("renewable")
+            .and_then(serde_json::Value::as_bool)
+            .unwrap_or(false),
+    })
+}
+
+/// Whether a failed `sys/leases/*` call says the lease does not exist. OpenBao answers
+/// 400, not 404: "lease not found" from renew, "invalid lease" from lookup.
+fn lease_is_missing(f: &Failure) -> bool {
+    matches!(f, Failure::Status { code: 400, errors }
+        if errors.iter().any(|e| e.contains("lease not found") || e.contains("invalid lease")))
+}
+
+/// Sends a `sys/leases/*` request, turning "no such lease" into `NotFound` (named by
+/// the lease id) so that callers can tell a dead credential from a refused request.
+async fn lease_call(
+    client: &VaultClient,
+    req: Raw,
+    lease_id: &str,
+) -> Result<serde_json::Value, PortError> {
+    vaultrs::api::exec_with_no_result(client, req)
+        .await
+        .map_err(|e| {
+            let f = Failure::from_client(&e);
+            if lease_is_missing(&f) {
+                PortError::NotFound {
+                    what: format!("lease {lease_id}"),
+                }
+            } else {
+                f.into_port("sys/leases")
+            }
+        })
+}
+
 /// Reads `static-creds`' answer.
 fn static_credential(v: &serde_json::Value, what: &str) -> Result<StaticCredential, PortError> {
     let data = v.get("data").ok_or_else(|| malformed(what, "no data"))?;
@@ -312,17 +362,24 @@ impl BaoDatabase {
         .await
     }
 
-    /// Extends a lease by `increment` (capped by the role's `max_ttl`).
+    /// Extends a lease by `increment`. OpenBao caps the result at the role's
+    /// `max_ttl` (counted from issue), so a returned duration shorter than `increment`
+    /// means the lease cannot be extended any further. A lease that does not exist
+    /// (revoked, expired) is `PortError::NotFound`.
     #[tracing::instrument(skip_all, fields(mount = %self.mount))]
     pub async fn renew(&self, lease_id: &str, increment: Duration) -> Result<Lease, PortError> {
         let body = serde_json::json!({ "lease_id": lease_id, "increment": increment.as_secs() });
-        let v = client::envelope(
-            &self.client,
-            Raw::put("sys/leases/renew", body),
-            "sys/leases/renew",
-        )
-        .await?;
+        let v = lease_call(&self.client, Raw::put("sys/leases/renew", body), lease_id).await?;
         lease(&v, "sys/leases/renew")
+    }
+
+    /// Where a lease stands now, without changing it (`sys/leases/lookup`): `duration`
+    /// is the time left. A lease that does not exist is `PortError::NotFound`.
+    #[tracing::instrument(skip_all, fields(mount = %self.mount))]
+    pub async fn lookup(&self, lease_id: &str) -> Result<Lease, PortError> {
+        let body = serde_json::json!({ "lease_id": lease_id });
+        let v = lease_call(&self.client, Raw::put("sys/leases/lookup", body), lease_id).await?;
+        looked_up(&v, "sys/leases/lookup")
     }
 
     /// Revokes a lease now: the engine drops the database user. Revoking a lease that
@@ -359,6 +416,30 @@ mod tests {
             "p",
         );
         assert!(matches!(err, Err(PortError::Malformed { .. })), "{err:?}");
+    }
+
+    #[test]
+    fn lookup_answers_are_read_and_missing_leases_are_recognised() {
+        let v = serde_json::json!({"data": {"id": "db/creds/r/abc", "ttl": 5000,
+            "renewable": true, "expire_time": "2026-01-01T01:23:20Z"}});
+        assert_eq!(
+            looked_up(&v, "p"),
+            Ok(Lease {
+                id: "db/creds/r/abc".into(),
+                duration: Duration::from_secs(5000),
+                renewable: true
+            })
+        );
+        let bad = looked_up(&serde_json::json!({"data": {"id": "x"}}), "p");
+        assert!(matches!(bad, Err(PortError::Malformed { .. })), "{bad:?}");
+        let st = |code, msg: &str| Failure::Status {
+            code,
+            errors: vec![msg.into()],
+        };
+        assert!(lease_is_missing(&st(400, "lease not found")));
+        assert!(lease_is_missing(&st(400, "invalid lease")));
+        assert!(!lease_is_missing(&st(400, "lease is not renewable")));
+        assert!(!lease_is_missing(&st(403, "lease not found")));
     }
 
     #[test]

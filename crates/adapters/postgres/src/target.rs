@@ -1,12 +1,13 @@
 //! [`PgDynamicTarget`]: issue through the OpenBao database engine, verify with a real
-//! scram login over TCP, revoke through the lease.
+//! scram login over TCP, keep alive by renewing the lease, revoke through the lease.
 
 use async_trait::async_trait;
 use sre_adapter_openbao::{BaoConfig, BaoDatabase};
 use sre_core::PortError;
 use sre_core::ports::SecretData;
+use sre_rotation::config::LeaseRenewal;
 use sre_rotation::config::TargetSpec;
-use sre_rotation::{CredentialTarget, Verification};
+use sre_rotation::{CredentialTarget, KeepAlive, Verification};
 use std::fmt;
 use std::time::Duration;
 
@@ -90,11 +91,13 @@ pub async fn login(
 }
 
 /// Dynamic credentials: the engine mints a user per rotation (so `install` has nothing
-/// to do), a real login tests it, revoking its lease drops it.
+/// to do), a real login tests it, renewing its lease keeps it alive, revoking its lease
+/// drops it.
 pub struct PgDynamicTarget {
     db: BaoDatabase,
     role: String,
     endpoint: PgEndpoint,
+    lease_increment: Duration,
 }
 
 impl fmt::Debug for PgDynamicTarget {
@@ -103,19 +106,30 @@ impl fmt::Debug for PgDynamicTarget {
             .field("db", &self.db)
             .field("role", &self.role)
             .field("endpoint", &self.endpoint)
+            .field("lease_increment", &self.lease_increment)
             .finish()
     }
 }
 
 impl PgDynamicTarget {
-    /// A target minting from `role` of the engine `db`, tested against `endpoint`.
+    /// A target minting from `role` of the engine `db`, tested against `endpoint`,
+    /// renewing leases by [`LeaseRenewal::DEFAULT_INCREMENT`].
     #[must_use]
     pub fn new(db: BaoDatabase, role: impl Into<String>, endpoint: PgEndpoint) -> Self {
         Self {
             db,
             role: role.into(),
             endpoint,
+            lease_increment: LeaseRenewal::DEFAULT_INCREMENT,
         }
+    }
+
+    /// Asks for `increment` more lease time on each [`CredentialTarget::keep_alive`]
+    /// (OpenBao caps it at the role's `max_ttl`).
+    #[must_use]
+    pub fn with_lease_increment(mut self, increment: Duration) -> Self {
+        self.lease_increment = increment;
+        self
     }
 
     /// Builds the target a `postgres_dynamic` section of the rotation config names;
@@ -131,11 +145,15 @@ impl PgDynamicTarget {
                 host,
                 port,
                 dbname,
-            } => Ok(Some(Self::new(
-                BaoDatabase::new(bao, database_mount.clone())?,
-                role.clone(),
-                PgEndpoint::new(host.clone(), *port, dbname.clone()),
-            ))),
+                lease,
+            } => Ok(Some(
+                Self::new(
+                    BaoDatabase::new(bao, database_mount.clone())?,
+                    role.clone(),
+                    PgEndpoint::new(host.clone(), *port, dbname.clone()),
+                )
+                .with_lease_increment(lease.increment),
+            )),
             #[allow(unreachable_patterns)] // TargetSpec is non_exhaustive: new kinds come.
             _ => Ok(None),
         }
@@ -146,6 +164,20 @@ fn field<'a>(credential: &'a SecretData, key: &str) -> Result<&'a str, PortError
     credential
         .get(key)
         .ok_or_else(|| PortError::Invalid(format!("credential without {key}")))
+}
+
+/// What a renewal asked for `asked` and answered `renewed` means: less than asked is
+/// OpenBao capping the lease at the role's `max_ttl`; a missing lease is gone.
+fn keep_alive_outcome(
+    asked: Duration,
+    renewed: Result<Duration, PortError>,
+) -> Result<KeepAlive, PortError> {
+    match renewed {
+        Ok(remaining) if remaining < asked => Ok(KeepAlive::Capped { remaining }),
+        Ok(remaining) => Ok(KeepAlive::Extended { remaining }),
+        Err(PortError::NotFound { .. }) => Ok(KeepAlive::Gone),
+        Err(e) => Err(e),
+    }
 }
 
 #[async_trait]
@@ -175,6 +207,19 @@ impl CredentialTarget for PgDynamicTarget {
     async fn revoke(&self, credential: &SecretData) -> Result<(), PortError> {
         self.db.revoke(field(credential, "lease_id")?).await
     }
+
+    /// Renews the credential's lease by the configured increment (`sys/leases/renew`):
+    /// without it the engine drops the user when the role's TTL runs out, current
+    /// version or not.
+    async fn keep_alive(&self, credential: &SecretData) -> Result<KeepAlive, PortError> {
+        let lease_id = field(credential, "lease_id")?;
+        let renewed = self
+            .db
+            .renew(lease_id, self.lease_increment)
+            .await
+            .map(|l| l.duration);
+        keep_alive_outcome(self.lease_increment, renewed)
+    }
 }
 
 #[cfg(test)]
@@ -191,6 +236,38 @@ mod tests {
     }
 
     #[test]
+    fn a_renewal_shorter_than_asked_is_capped_and_a_missing_lease_is_gone() {
+        let hour = Duration::from_hours(1);
+        let check = |renewed, expect: Result<KeepAlive, PortError>| {
+            assert_eq!(keep_alive_outcome(hour, renewed), expect);
+        };
+        check(Ok(hour), Ok(KeepAlive::Extended { remaining: hour }));
+        check(
+            Ok(Duration::from_mins(59)),
+            Ok(KeepAlive::Capped {
+                remaining: Duration::from_mins(59),
+            }),
+        );
+        check(
+            Ok(Duration::ZERO),
+            Ok(KeepAlive::Capped {
+                remaining: Duration::ZERO,
+            }),
+        );
+        check(
+            Err(PortError::NotFound {
+                what: "lease x".into(),
+            }),
+            Ok(KeepAlive::Gone),
+        );
+        let down = PortError::Unavailable {
+            backend: "openbao",
+            message: "sealed".into(),
+        };
+        check(Err(down.clone()), Err(down));
+    }
+
+    #[test]
     fn a_spec_with_a_bad_openbao_address_fails_to_build() {
         let spec = TargetSpec::PostgresDynamic {
             database_mount: "database".into(),
@@ -198,10 +275,14 @@ mod tests {
             host: "127.0.0.1".into(),
             port: 5432,
             dbname: "postgres".into(),
+            lease: LeaseRenewal::with_increment(Duration::from_hours(2)),
         };
         let bad = PgDynamicTarget::from_spec(&BaoConfig::new("not a url", "t"), &spec);
         assert!(bad.is_err());
         let good = PgDynamicTarget::from_spec(&BaoConfig::new("http://127.0.0.1:8200", "t"), &spec);
-        assert!(matches!(good, Ok(Some(_))));
+        assert!(
+            matches!(&good, Ok(Some(t)) if t.lease_increment == Duration::from_hours(2)),
+            "the configured increment is used: {good:?}"
+        );
     }
 }

@@ -2,16 +2,20 @@
 //! PostgreSQL from `cargo xtask services up`: a minted credential logs in, a wrong
 //! password and a revoked credential are refused, revoking twice is fine, an unreachable
 //! server is `Unavailable`; a static role rotated through the target (and through the
-//! whole state machine on the real KV) logs in with the new password only.
+//! whole state machine on the real KV) logs in with the new password only; keeping a
+//! dynamic credential alive extends its lease, reports the `max_ttl` cap, and says when
+//! the lease is gone.
 
-use sre_adapter_openbao::testing::{dynamic_db_engine, shared_config, test_pg_connection, unique};
-use sre_adapter_openbao::{BaoDatabase, BaoSecretStore, StaticRole};
+use sre_adapter_openbao::testing::{
+    DYNAMIC_ROLE, dynamic_db_engine, shared_config, test_pg_connection, unique,
+};
+use sre_adapter_openbao::{BaoDatabase, BaoSecretStore, DynamicRole, StaticRole};
 use sre_adapter_postgres::{PgDynamicTarget, PgEndpoint, PgStaticTarget, login};
 use sre_core::PortError;
 use sre_core::ports::SecretData;
 use sre_core::testing::test_env;
-use sre_rotation::config::TargetSpec;
-use sre_rotation::{CredentialTarget, Verification};
+use sre_rotation::config::{LeaseRenewal, TargetSpec};
+use sre_rotation::{CredentialTarget, KeepAlive, Verification};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 fn pg_port() -> u16 {
@@ -34,6 +38,7 @@ async fn issue_verify_revoke_against_real_openbao_and_postgres() {
         host: test_env("SRE_TEST_PG_HOST"),
         port: pg_port(),
         dbname: "postgres".into(),
+        lease: LeaseRenewal::with_increment(LeaseRenewal::DEFAULT_INCREMENT),
     };
     let target = PgDynamicTarget::from_spec(&shared_config(), &spec)
         .expect("client")
@@ -60,6 +65,78 @@ async fn issue_verify_revoke_against_real_openbao_and_postgres() {
     target.revoke(&cred).await.expect("revoking twice is fine");
     let no_lease = target
         .revoke(&SecretData::from_pairs([("username", "x")]))
+        .await;
+    assert!(
+        matches!(no_lease, Err(PortError::Invalid(_))),
+        "{no_lease:?}"
+    );
+}
+
+/// The Rotation issue's role (TTL 1 h, renewable up to 3 h): renewing by 2 h extends
+/// the lease past the TTL, asking beyond `max_ttl` is reported as capped, and a revoked
+/// lease is `Gone` rather than an error. The lease is read back through
+/// `sys/leases/lookup`, not taken from the renewal's own answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keep_alive_extends_the_lease_reports_the_cap_and_a_gone_lease() {
+    let db = dynamic_db_engine("pglease").await;
+    db.set_role(
+        "pg",
+        &DynamicRole {
+            name: DYNAMIC_ROLE.into(),
+            creation_statements: vec![
+                "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';".into(),
+            ],
+            revocation_statements: vec![],
+            default_ttl: Duration::from_hours(1),
+            max_ttl: Duration::from_hours(3),
+        },
+    )
+    .await
+    .expect("a role with TTL 1h, max TTL 3h");
+    let mount = db.mount().to_owned();
+    let engine = || BaoDatabase::new(&shared_config(), mount.clone()).expect("client");
+    let lookup = engine();
+    let target = PgDynamicTarget::new(db, DYNAMIC_ROLE, endpoint())
+        .with_lease_increment(Duration::from_hours(2));
+
+    let cred = target.issue().await.expect("issue");
+    let lease_id = cred.get("lease_id").expect("lease_id").to_owned();
+    let issued = lookup.lookup(&lease_id).await.expect("lookup");
+    assert!(issued.duration <= Duration::from_hours(1), "{issued:?}");
+    assert!(issued.renewable, "{issued:?}");
+
+    let kept = target.keep_alive(&cred).await;
+    assert_eq!(
+        kept,
+        Ok(KeepAlive::Extended {
+            remaining: Duration::from_hours(2)
+        })
+    );
+    let renewed = lookup.lookup(&lease_id).await.expect("lookup");
+    assert!(
+        renewed.duration > Duration::from_hours(1) && renewed.duration <= Duration::from_hours(2),
+        "the remaining TTL grew past the role's TTL: {renewed:?}"
+    );
+    assert_eq!(target.verify(&cred).await, Ok(Verification::Accepted));
+
+    // 4 h more would pass max_ttl (3 h from issue): OpenBao grants what is left.
+    let greedy = PgDynamicTarget::new(engine(), DYNAMIC_ROLE, endpoint())
+        .with_lease_increment(Duration::from_hours(4));
+    let capped = greedy.keep_alive(&cred).await;
+    assert!(
+        matches!(capped, Ok(KeepAlive::Capped { remaining })
+            if remaining > Duration::from_hours(2) && remaining <= Duration::from_hours(3)),
+        "{capped:?}"
+    );
+    let at_cap = lookup.lookup(&lease_id).await.expect("lookup");
+    assert!(at_cap.duration > Duration::from_hours(2), "{at_cap:?}");
+
+    target.revoke(&cred).await.expect("revoke");
+    assert_eq!(target.keep_alive(&cred).await, Ok(KeepAlive::Gone));
+    let gone = lookup.lookup(&lease_id).await;
+    assert!(matches!(gone, Err(PortError::NotFound { .. })), "{gone:?}");
+    let no_lease = target
+        .keep_alive(&SecretData::from_pairs([("username", "x")]))
         .await;
     assert!(
         matches!(no_lease, Err(PortError::Invalid(_))),
