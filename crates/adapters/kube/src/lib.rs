@@ -10,6 +10,7 @@ mod error;
 mod fencing;
 mod lease;
 mod mesh;
+pub mod rbac;
 mod reload;
 mod routes;
 pub mod runbook;

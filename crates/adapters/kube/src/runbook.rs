@@ -348,6 +348,11 @@ mod tests {
                 let (req, send) = handle.next_request().await.expect("a list request");
                 assert_eq!(req.method(), http::Method::GET);
                 assert_eq!(req.uri().path(), LIST_PATH);
+                let uri = req.uri().to_string();
+                assert!(
+                    crate::rbac::permits(crate::rbac::Binary::RemediationWebhook, "GET", &uri),
+                    "GET {uri} is not granted by rbac"
+                );
                 queries.push(req.uri().query().map(str::to_owned));
                 send.send_response(
                     Response::builder()

@@ -419,6 +419,16 @@ mod tests {
                 let (request, send) = handle.next_request().await.unwrap_or_else(|| {
                     panic!("call {i} ({} {}) never came", step.method, step.path)
                 });
+                let uri = request.uri().to_string();
+                assert!(
+                    crate::rbac::permits(
+                        crate::rbac::Binary::RemediationWebhook,
+                        request.method().as_str(),
+                        &uri
+                    ),
+                    "call {i} {} {uri} is not granted by rbac",
+                    request.method()
+                );
                 assert_eq!(request.method(), step.method, "call {i} method");
                 assert_eq!(request.uri().path(), step.path, "call {i} path");
                 assert_eq!(request.uri().query(), step.query, "call {i} query");

@@ -15,6 +15,7 @@ use http::{Method, Request, Response, StatusCode};
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
+use sre_adapter_kube::rbac::{self, Binary};
 use sre_adapter_kube::{KubeLeaseWitness, LEASE_RECORD_ANNOTATION};
 use sre_core::ports::{CasOutcome, LeaseFormat, LeaseRecord, Revision, Witness, WitnessRead};
 use sre_core::testing::contract;
@@ -153,10 +154,23 @@ fn fake_client(store: Arc<Mutex<Store>>) -> Client {
         async move {
             let (parts, body) = req.into_parts();
             let bytes = body.collect_bytes().await.unwrap_or_default();
-            let (code, reply) = store.lock().map_or_else(
-                |_| status(500, "InternalError", "poisoned", ""),
-                |mut s| s.handle(&parts.method, parts.uri.path(), &bytes),
-            );
+            let uri = parts.uri.to_string();
+            // What the API server does with a request the shipped RBAC does not grant;
+            // the contract then fails on the `Rejected`.
+            let (code, reply) =
+                if rbac::permits(Binary::FailoverController, parts.method.as_str(), &uri) {
+                    store.lock().map_or_else(
+                        |_| status(500, "InternalError", "poisoned", ""),
+                        |mut s| s.handle(&parts.method, parts.uri.path(), &bytes),
+                    )
+                } else {
+                    status(
+                        403,
+                        "Forbidden",
+                        &format!("{} {uri} is not granted by rbac", parts.method),
+                        "",
+                    )
+                };
             let mut response = Response::new(Body::from(reply.to_string().into_bytes()));
             *response.status_mut() =
                 StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -302,6 +316,12 @@ async fn scenario<T, F: Future<Output = T>>(
                 .next_request()
                 .await
                 .unwrap_or_else(|| panic!("call {i} ({} {}) never came", call.method, call.path));
+            let uri = request.uri().to_string();
+            assert!(
+                rbac::permits(Binary::FailoverController, request.method().as_str(), &uri),
+                "call {i} {} {uri} is not granted by rbac",
+                request.method()
+            );
             assert_eq!(request.method(), call.method, "call {i} method");
             assert_eq!(request.uri().path(), call.path, "call {i} path");
             assert_eq!(request.uri().query(), call.query, "call {i} query");

@@ -12,6 +12,7 @@ use http::{Method, Request, Response};
 use kube::Client;
 use kube::client::Body;
 use serde_json::{Value, json};
+use sre_adapter_kube::rbac::{self, Binary};
 use sre_adapter_kube::{
     CiliumMeshConfig, CiliumMeshTraffic, CnpgClusterRef, CnpgTopology, GENERATION_ANNOTATION,
     HttpRouteConfig, HttpRouteTraffic, KubeStatefulServices, StatefulConfig, StrimziConfig,
@@ -91,8 +92,10 @@ fn fail(method: Method, path: &'static str, code: u16, reason: &str) -> Call {
     }
 }
 
-/// A client over a mock API server that answers `calls` in order and asserts each request.
+/// A client over a mock API server that answers `calls` in order and asserts each request,
+/// first that `binary`'s RBAC rules (`deploy/rbac/`) grant it.
 fn mock_server(
+    binary: Binary,
     name: &'static str,
     calls: Vec<Call>,
 ) -> (Client, tokio::task::JoinHandle<impl Send>) {
@@ -105,6 +108,16 @@ fn mock_server(
                     call.method, call.path
                 )
             });
+            assert!(
+                rbac::permits(
+                    binary,
+                    request.method().as_str(),
+                    &request.uri().to_string()
+                ),
+                "{name}: call {i} {} {} is not granted to {binary} by sre_adapter_kube::rbac",
+                request.method(),
+                request.uri()
+            );
             assert_eq!(request.method(), call.method, "{name}: call {i} method");
             assert_eq!(request.uri().path(), call.path, "{name}: call {i} path");
             assert_eq!(request.uri().query(), call.query, "{name}: call {i} query");
@@ -140,9 +153,19 @@ fn mock_server(
     (Client::new(service, "default"), verifier)
 }
 
-/// Runs `act` against one scripted API server.
+/// Runs `act` against one scripted API server, as the failover controller (the
+/// `remediation` and `rotation_reload` modules shadow this with their binary).
 async fn scenario<T, F: Future<Output = T>>(calls: Vec<Call>, act: impl FnOnce(Client) -> F) -> T {
-    let (client, verifier) = mock_server("local", calls);
+    scenario_as(Binary::FailoverController, calls, act).await
+}
+
+/// Runs `act` against one scripted API server whose every request `binary` must be granted.
+async fn scenario_as<T, F: Future<Output = T>>(
+    binary: Binary,
+    calls: Vec<Call>,
+    act: impl FnOnce(Client) -> F,
+) -> T {
+    let (client, verifier) = mock_server(binary, "local", calls);
     let out = tokio::time::timeout(Duration::from_secs(1), act(client))
         .await
         .expect("scenario timed out: a scripted call was not made, or an unscripted one was");
@@ -159,8 +182,8 @@ async fn scenario2<T, F: Future<Output = T>>(
     peer: Vec<Call>,
     act: impl FnOnce(Client, Client) -> F,
 ) -> T {
-    let (lc, lv) = mock_server("local", local);
-    let (pc, pv) = mock_server("peer", peer);
+    let (lc, lv) = mock_server(Binary::FailoverController, "local", local);
+    let (pc, pv) = mock_server(Binary::FailoverController, "peer", peer);
     let out = tokio::time::timeout(Duration::from_secs(1), act(lc, pc))
         .await
         .expect("scenario timed out: a scripted call was not made, or an unscripted one was");
@@ -890,6 +913,14 @@ mod remediation {
         c
     }
 
+    /// Every request here must be granted to the remediation webhook.
+    async fn scenario<T, F: Future<Output = T>>(
+        calls: Vec<Call>,
+        act: impl FnOnce(Client) -> F,
+    ) -> T {
+        scenario_as(Binary::RemediationWebhook, calls, act).await
+    }
+
     fn kube(client: Client) -> KubeWorkloads {
         KubeWorkloads::new(client, Arc::new(ManualClock::at_epoch()))
     }
@@ -1525,6 +1556,14 @@ mod rotation_reload {
 
     fn at() -> DateTime<Utc> {
         DateTime::from_timestamp(1_767_225_600, 0).unwrap_or_default()
+    }
+
+    /// Every request here must be granted to the rotation controller.
+    async fn scenario<T, F: Future<Output = T>>(
+        calls: Vec<Call>,
+        act: impl FnOnce(Client) -> F,
+    ) -> T {
+        scenario_as(Binary::RotationController, calls, act).await
     }
 
     fn rotation_patch(path: &'static str, body: Value, reply: Value) -> Call {
