@@ -499,6 +499,17 @@ mod tests {
                 };
                 assert_eq!(request.method(), Method::PATCH);
                 assert_eq!(request.uri().query(), Some("&fieldManager=sre-rotation"));
+                // The shipped RBAC (deploy/rbac/rotation-controller.yaml) must grant it.
+                assert!(
+                    sre_adapter_kube::rbac::permits(
+                        sre_adapter_kube::rbac::Binary::RotationController,
+                        request.method().as_str(),
+                        &request.uri().to_string(),
+                    ),
+                    "{} {} is not granted to rotation-controller",
+                    request.method(),
+                    request.uri()
+                );
                 let path = request.uri().path().to_owned();
                 let patch_body: Value = request
                     .into_body()
