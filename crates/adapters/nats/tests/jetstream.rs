@@ -141,6 +141,25 @@ async fn when_ready(
     );
 }
 
+/// The stream acknowledges a publish once its own RAFT group has it; the consumer's
+/// leader counts it a moment later. Waits (bounded) until it has counted `want`, so that
+/// the pending count the executor reports is the settled one.
+async fn until_pending(js: &mut JetStream, stream: &str, consumer: &str, want: u64) {
+    let mut seen = 0;
+    for _ in 0..100 {
+        seen = js
+            .consumer_info(stream, consumer)
+            .await
+            .expect("info")
+            .num_pending;
+        if seen == want {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{stream}/{consumer} never counted {want} pending messages (last: {seen})");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn consumer_replicas_grow_within_both_bounds_on_a_real_cluster() {
     let cluster = start_cluster();
@@ -179,22 +198,7 @@ async fn consumer_replicas_grow_within_both_bounds_on_a_real_cluster() {
             .expect("publish");
         assert_eq!(seq, i + 1);
     }
-    // The stream acknowledges a publish once its own RAFT group has it; the consumer's
-    // leader counts it a moment later. Wait (bounded) until it has counted all five, so
-    // that the pending count the executor reports is the settled one.
-    let mut settled = 0;
-    for _ in 0..100 {
-        settled = js
-            .consumer_info("ORDERS", "billing")
-            .await
-            .expect("info")
-            .num_pending;
-        if settled == 5 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert_eq!(settled, 5, "the consumer never counted the five messages");
+    until_pending(&mut js, "ORDERS", "billing", 5).await;
     let port = NatsConsumers::new(cluster.config(2));
     let billing = ConsumerRef::new("ORDERS", "billing");
 
