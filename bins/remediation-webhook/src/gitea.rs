@@ -160,17 +160,7 @@ impl WorkflowDispatch for GiteaDispatcher {
             status.as_u16(),
             body.chars().take(200).collect::<String>()
         );
-        if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
-            Err(PortError::Rejected {
-                backend: BACKEND,
-                message,
-            })
-        } else {
-            Err(PortError::Unavailable {
-                backend: BACKEND,
-                message,
-            })
-        }
+        Err(crate::notify::http_failure(BACKEND, status, message))
     }
 }
 

@@ -103,17 +103,22 @@ impl Notifier for HttpNotifier {
             ));
         }
         let message = format!("{receiver} answered HTTP {}", status.as_u16());
-        if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
-            Err(PortError::Rejected {
-                backend: BACKEND,
-                message,
-            })
-        } else {
-            Err(PortError::Unavailable {
-                backend: BACKEND,
-                message,
-            })
-        }
+        Err(http_failure(BACKEND, status, message))
+    }
+}
+
+/// The port error for a non-success HTTP answer: a client error other than 429 needs a
+/// person (wrong token, wrong path), anything else (429, 5xx, odd codes) may pass and is
+/// retried. Shared by the notifier and the Gitea dispatcher so both classify alike.
+pub(crate) fn http_failure(
+    backend: &'static str,
+    status: StatusCode,
+    message: String,
+) -> PortError {
+    if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+        PortError::Rejected { backend, message }
+    } else {
+        PortError::Unavailable { backend, message }
     }
 }
 

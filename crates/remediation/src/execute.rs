@@ -1065,20 +1065,20 @@ mod tests {
         );
     }
 
-    #[test]
-    fn the_quota_failover_rule_rolls_back_by_failing_back() {
+    /// The `Act` entry the engine would plan for built-in rule `rule_name` on `target`.
+    fn act_entry(rule_name: &str, alertname: &str, target: Target) -> PlanEntry {
         let rules = RuleSet::builtin().expect("builtin rules");
         let rule = rules
             .rules()
             .iter()
-            .find(|r| r.name == "open-banking/quota-service-down")
+            .find(|r| r.name == rule_name)
             .expect("rule");
-        let entry = PlanEntry {
-            fingerprint: "f2".into(),
-            alertname: "QuotaServiceDown".into(),
+        PlanEntry {
+            fingerprint: format!("fp-{alertname}"),
+            alertname: alertname.into(),
             status: crate::payload::AlertStatus::Firing,
             rule: Some(rule.name.clone()),
-            target: Some(t("service", Some("bank"), "quota-service")),
+            target: Some(target),
             verdict: Verdict::Act {
                 action: rule.action.clone(),
                 verify: None,
@@ -1087,7 +1087,16 @@ mod tests {
                 budget_warning_pct: None,
                 trial: false,
             },
-        };
+        }
+    }
+
+    #[test]
+    fn the_quota_failover_rule_rolls_back_by_failing_back() {
+        let entry = act_entry(
+            "open-banking/quota-service-down",
+            "QuotaServiceDown",
+            t("service", Some("bank"), "quota-service"),
+        );
         assert_eq!(
             planned_call(&entry).expect("act").call,
             Ok(Call::FailoverToBackup {
@@ -1189,27 +1198,11 @@ mod tests {
 
     #[test]
     fn a_scale_up_rolls_back_by_scaling_down_the_same_target() {
-        let rules = RuleSet::builtin().expect("builtin rules");
-        let rule = rules
-            .rules()
-            .iter()
-            .find(|r| r.name == "control-plane/high-memory")
-            .expect("rule");
-        let entry = PlanEntry {
-            fingerprint: "f1".into(),
-            alertname: "HighMemoryUsage".into(),
-            status: crate::payload::AlertStatus::Firing,
-            rule: Some(rule.name.clone()),
-            target: Some(t("deployment", Some("ns"), "api")),
-            verdict: Verdict::Act {
-                action: rule.action.clone(),
-                verify: None,
-                rollback: rule.rollback.clone(),
-                escalate_to: "sre-oncall".into(),
-                budget_warning_pct: None,
-                trial: false,
-            },
-        };
+        let entry = act_entry(
+            "control-plane/high-memory",
+            "HighMemoryUsage",
+            t("deployment", Some("ns"), "api"),
+        );
         let up = planned_call(&entry).expect("act");
         assert_eq!(up.action, "scale_up");
         let back = rollback_call(&entry).expect("the rule has a rollback");
@@ -1221,17 +1214,10 @@ mod tests {
                 step: Step::Down { by: 1, min: 1 },
             })
         );
-        let no_rollback = PlanEntry {
-            verdict: Verdict::Act {
-                action: rule.action.clone(),
-                verify: None,
-                rollback: None,
-                escalate_to: "sre-oncall".into(),
-                budget_warning_pct: None,
-                trial: false,
-            },
-            ..entry.clone()
-        };
+        let mut no_rollback = entry.clone();
+        if let Verdict::Act { rollback, .. } = &mut no_rollback.verdict {
+            *rollback = None;
+        }
         assert_eq!(rollback_call(&no_rollback), None);
         let skipped = PlanEntry {
             verdict: Verdict::Unmatched,
