@@ -10,7 +10,7 @@
 //! are `Unavailable`. A dry run sends nothing, because Gitea has no dry-run for dispatches.
 
 use async_trait::async_trait;
-use reqwest::{StatusCode, Url};
+use reqwest::Url;
 use serde_json::json;
 use sre_core::PortError;
 use sre_remediation::actions::{ActionOutcome, Mode, WorkflowDispatch};
