@@ -1,6 +1,7 @@
 //! The ports remediation acts through: named by intent (scale, restart, roll back, evict,
 //! renew, notify, unseal, add a consumer replica, read a `Gslb`, fail a Service over to
-//! its backup), free of any SDK type, so that the engine's plan can be carried out by
+//! its backup, rebuild a vector index, ask an application to redeliver its webhooks),
+//! free of any SDK type, so that the engine's plan can be carried out by
 //! the kube adapter in production and by the in-memory fakes in tests.
 //!
 //! Every mutating call takes a [`Mode`] and answers an [`ActionOutcome`] that says whether
@@ -10,7 +11,7 @@
 //! repeated call says "already at 5 replicas: nothing to do" instead of writing again.
 
 use async_trait::async_trait;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use sre_core::PortError;
 use std::collections::BTreeMap;
 use std::fmt;
@@ -526,6 +527,177 @@ pub trait ServiceFailover: Send + Sync {
     ) -> Result<ActionOutcome, PortError>;
 }
 
+/// A Milvus collection, as `MilvusQuerySlow` names it (its `collection_name` label); the
+/// namespace is where Milvus runs, kept for the record: the database is the executor's.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct CollectionRef {
+    /// The namespace from the rule's target, when it has one.
+    pub namespace: Option<String>,
+    /// The collection's name.
+    pub name: String,
+}
+
+impl CollectionRef {
+    /// Builds a reference (tests, runbooks).
+    #[must_use]
+    pub fn new(namespace: Option<&str>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.map(Into::into),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for CollectionRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "Milvus collection {ns}/{}", self.name),
+            None => write!(f, "Milvus collection {}", self.name),
+        }
+    }
+}
+
+/// One index of a collection as Milvus describes it, in the shape of one entry of the
+/// `indexParams` of Milvus' create-index call (camelCase), so that the JSON an outcome
+/// records can be sent back as is to recreate the index by hand.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct IndexSpec {
+    /// The indexed field.
+    pub field_name: String,
+    /// The index's name.
+    pub index_name: String,
+    /// `HNSW`, `IVF_FLAT`, `AUTOINDEX`, ...; empty when Milvus did not say.
+    pub index_type: String,
+    /// `COSINE`, `L2`, `IP`, ...; empty for a scalar index.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub metric_type: String,
+    /// Build parameters (`M`, `efConstruction`, `nlist`), when Milvus reported them.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, serde_json::Value>,
+}
+
+/// Index types whose create call takes no build parameters: dropping and creating one
+/// again with its type and metric alone gives the same index.
+const PARAMETERLESS: &[&str] = &[
+    "AUTOINDEX",
+    "FLAT",
+    "BIN_FLAT",
+    "INVERTED",
+    "STL_SORT",
+    "TRIE",
+    "BITMAP",
+];
+
+impl IndexSpec {
+    /// A vector index (it has a metric); scalar indexes are not what slows a search.
+    #[must_use]
+    pub fn is_vector(&self) -> bool {
+        !self.metric_type.is_empty()
+    }
+
+    /// Whether the index can be dropped and created again *identically* from this spec.
+    /// Milvus' REST API describes type and metric but not the build parameters
+    /// (`M`, `nlist`, ...): recreating an `HNSW` index without them would silently swap
+    /// its parameters for Milvus' defaults, so such a spec is refused before anything is
+    /// dropped, naming what is missing.
+    ///
+    /// # Errors
+    /// Why the index cannot be recreated from this spec.
+    pub fn recreatable(&self) -> Result<(), String> {
+        let t = self.index_type.to_ascii_uppercase();
+        if t.is_empty() {
+            return Err(format!(
+                "index {} on {}: Milvus did not report its type",
+                self.index_name, self.field_name
+            ));
+        }
+        if self.params.is_empty() && !PARAMETERLESS.contains(&t.as_str()) {
+            return Err(format!(
+                "index {} on {} is {}, whose build parameters Milvus' describe did not report: \
+                 recreating it would replace them with defaults",
+                self.index_name, self.field_name, self.index_type
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// The specs as the JSON `indexParams` array of Milvus' create-index call: what a human
+/// sends to recreate them if a rebuild stops between drop and create.
+#[must_use]
+pub fn index_params_json(specs: &[IndexSpec]) -> String {
+    serde_json::to_string(specs).unwrap_or_else(|e| format!("<unprintable index specs: {e}>"))
+}
+
+/// Vector indexes (`MilvusQuerySlow`: "rebuild index"): a collection whose searches got
+/// slow, typically after many inserts and deletes left segments indexed with stale
+/// statistics, gets its vector indexes dropped and built again.
+///
+/// Implementations read the collection's indexes first and refuse (`Rejected`), before
+/// any change, an index they cannot recreate identically ([`IndexSpec::recreatable`]);
+/// no vector index at all is `NotFound`. Then: release the collection (Milvus drops no
+/// index of a loaded collection), drop each vector index, create it again with the same
+/// spec, load the collection. Scalar indexes are left alone. The outcome's `before` is
+/// [`index_params_json`] of the rebuilt indexes, and an error after a drop carries it in
+/// its message, so a human can recreate them whatever happens in between. A dry run
+/// reads, checks and reports, and changes nothing. Searches fail from the release until
+/// the load completes: that is the price of the handbook's action.
+#[async_trait]
+pub trait VectorIndexes: Send + Sync {
+    /// Drops and recreates every vector index of `collection`, then loads it again.
+    async fn rebuild_index(
+        &self,
+        collection: &CollectionRef,
+        mode: Mode,
+    ) -> Result<ActionOutcome, PortError>;
+}
+
+/// An application's outgoing webhook (`BillingWebhookFailed`'s `webhook` label), whose
+/// failed deliveries the application itself can send again.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct WebhookRef {
+    /// The application's namespace, when the rule's target has one.
+    pub namespace: Option<String>,
+    /// The webhook's name.
+    pub name: String,
+}
+
+impl WebhookRef {
+    /// Builds a reference (tests, runbooks).
+    #[must_use]
+    pub fn new(namespace: Option<&str>, name: impl Into<String>) -> Self {
+        Self {
+            namespace: namespace.map(Into::into),
+            name: name.into(),
+        }
+    }
+}
+
+impl fmt::Display for WebhookRef {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "webhook {ns}/{}", self.name),
+            None => write!(f, "webhook {}", self.name),
+        }
+    }
+}
+
+/// Asking an application to redeliver its failed webhook deliveries: only the
+/// application has the delivery log, the payloads and the idempotency keys, so the
+/// remediation asks it rather than replaying anything itself.
+///
+/// One call is one request; the retries with backoff around it are
+/// `execute`'s (`retry_with_backoff`'s `max_attempts`). An unreachable application or a
+/// 5xx answer is `Unavailable` (worth another attempt), a refusal (4xx: bad token,
+/// unknown webhook) is `Rejected`. A dry run sends nothing.
+#[async_trait]
+pub trait WebhookRedelivery: Send + Sync {
+    /// Asks the application once to redeliver the failed deliveries of `webhook`.
+    async fn redeliver(&self, webhook: &WebhookRef, mode: Mode)
+    -> Result<ActionOutcome, PortError>;
+}
+
 /// A label selector as one line for the run record: `app=quota,tier=api`, `-` when empty.
 #[must_use]
 pub fn selector_line(selector: &BTreeMap<String, String>) -> String {
@@ -615,6 +787,61 @@ mod tests {
         assert!(empty.detail.contains("no status yet"), "{}", empty.detail);
         assert_eq!(HostHealth::parse("Degraded").to_string(), "Degraded");
         assert_eq!(HostHealth::parse("NotFound"), HostHealth::NotFound);
+    }
+
+    #[test]
+    fn an_index_is_recreatable_only_when_its_spec_is_complete() {
+        let spec = |t: &str, params: &[(&str, serde_json::Value)]| IndexSpec {
+            field_name: "embedding".into(),
+            index_name: "vec_idx".into(),
+            index_type: t.into(),
+            metric_type: "L2".into(),
+            params: params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), v.clone()))
+                .collect(),
+        };
+        for ok in ["AUTOINDEX", "flat", "BIN_FLAT", "INVERTED", "Trie"] {
+            assert_eq!(spec(ok, &[]).recreatable(), Ok(()), "{ok}");
+        }
+        assert_eq!(
+            spec("IVF_FLAT", &[("nlist", serde_json::json!(1024))]).recreatable(),
+            Ok(())
+        );
+        let hnsw = spec("HNSW", &[]).recreatable().expect_err("no parameters");
+        assert!(
+            hnsw.contains("HNSW") && hnsw.contains("build parameters"),
+            "{hnsw}"
+        );
+        let untyped = spec("", &[]).recreatable().expect_err("no type");
+        assert!(untyped.contains("did not report its type"), "{untyped}");
+        // The record is Milvus' own create-call shape: empty fields are left out.
+        let scalar = IndexSpec {
+            metric_type: String::new(),
+            ..spec("INVERTED", &[])
+        };
+        assert!(!scalar.is_vector() && spec("HNSW", &[]).is_vector());
+        assert_eq!(
+            index_params_json(&[scalar]),
+            r#"[{"fieldName":"embedding","indexName":"vec_idx","indexType":"INVERTED"}]"#
+        );
+        let back: Vec<IndexSpec> = serde_json::from_str(&index_params_json(&[spec(
+            "IVF_PQ",
+            &[
+                ("m", serde_json::json!(8)),
+                ("nbits", serde_json::json!("8")),
+            ],
+        )]))
+        .expect("round trip");
+        assert_eq!(back[0].params.len(), 2);
+        assert_eq!(
+            CollectionRef::new(Some("ai-hub"), "docs").to_string(),
+            "Milvus collection ai-hub/docs"
+        );
+        assert_eq!(
+            WebhookRef::new(None, "stripe").to_string(),
+            "webhook stripe"
+        );
     }
 
     #[test]

@@ -2,12 +2,10 @@
 //! (rule action kind, its parameters and the target) to one [`Call`]; [`execute`] carries
 //! one call out through the [`Executors`] it is given.
 //!
-//! Action kinds that have no executor yet map to [`ExecError::NotSupported`]: the run
-//! record then says so, instead of reporting an action as done that nobody carried out.
-//! Two stay that way on purpose: `rebuild_index` (a Milvus index rebuild belongs to the
-//! planned vector-ops crate, which owns Milvus) and `retry_with_backoff` (re-delivering a
-//! failed webhook needs the application's own delivery log and idempotency keys; a
-//! generic executor would guess).
+//! Every action kind of the rule file maps to a call (the match is exhaustive, so a new
+//! kind cannot compile without a decision); [`ExecError::NotSupported`] stays for kinds
+//! a caller reports without an executor, so that a run record never shows an action as
+//! done that nobody carried out.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,11 +15,12 @@ use sre_core::PortError;
 use thiserror::Error;
 
 use crate::actions::{
-    ActionOutcome, BaoInstance, Certificates, ConsumerRef, EvictScope, GslbStatus,
-    JetStreamConsumers, Mode, Notifier, ServiceFailover, Unsealer, WorkflowDispatch, WorkloadKind,
-    WorkloadRef, Workloads,
+    ActionOutcome, BaoInstance, Certificates, CollectionRef, ConsumerRef, EvictScope, GslbStatus,
+    JetStreamConsumers, Mode, Notifier, ServiceFailover, Unsealer, VectorIndexes, WebhookRef,
+    WorkflowDispatch, WorkloadKind, WorkloadRef, Workloads,
 };
 use crate::plan::{PlanEntry, Verdict};
+use crate::retry::Redelivery;
 use crate::rules::{ActionSpec, DispatchSpec, Target};
 
 /// How a replica count moves.
@@ -153,6 +152,19 @@ pub enum Call {
         /// The Service that was failed over.
         service: String,
     },
+    /// Drop and recreate a Milvus collection's vector indexes with the same spec.
+    RebuildIndex {
+        /// The collection.
+        collection: CollectionRef,
+    },
+    /// Ask the application to redeliver a webhook's failed deliveries, retrying
+    /// transient failures with exponential backoff.
+    Redeliver {
+        /// The webhook.
+        webhook: WebhookRef,
+        /// Requests sent at most (the first included).
+        max_attempts: u32,
+    },
 }
 
 /// Why a planned action was not (or could not be) carried out.
@@ -267,8 +279,8 @@ pub fn rollback_call(entry: &PlanEntry) -> Option<PlannedCall> {
 /// The call for one action on one target; `message` is what a notification says.
 ///
 /// # Errors
-/// [`ExecError::NotSupported`] for kinds without an executor, [`ExecError::WrongTarget`] or
-/// [`ExecError::MissingTarget`] when the rule's target does not fit the action.
+/// [`ExecError::WrongTarget`] or [`ExecError::MissingTarget`] when the rule's target does
+/// not fit the action.
 pub fn call_for(
     action: &ActionSpec,
     target: Option<&Target>,
@@ -360,18 +372,21 @@ pub fn call_for(
         | ActionSpec::AddConsumerReplica { .. }
         | ActionSpec::CheckGslb {}
         | ActionSpec::FailoverToBackup { .. }
-        | ActionSpec::FailbackFromBackup {} => {
+        | ActionSpec::FailbackFromBackup {}
+        | ActionSpec::RebuildIndex {}
+        | ActionSpec::RetryWithBackoff { .. } => {
             platform_call(action, target.ok_or(ExecError::MissingTarget(kind))?)?
         }
-        other => return Err(ExecError::NotSupported(other.kind().to_owned())),
     })
 }
 
 /// The calls on platform services rather than workloads: an OpenBao instance to unseal
 /// (target kind `openbao`), a JetStream consumer to give a replica (target kind
-/// `jetstream_consumer`, name `stream/consumer`), a k8gb `Gslb` to read (kind `gslb`) and
-/// a Service to fail over to its backup or back (kind `service`; the backup is a Service
-/// of the same namespace, never the Service itself).
+/// `jetstream_consumer`, name `stream/consumer`), a k8gb `Gslb` to read (kind `gslb`), a
+/// Service to fail over to its backup or back (kind `service`; the backup is a Service
+/// of the same namespace, never the Service itself), a Milvus collection whose indexes
+/// to rebuild (kind `milvus_collection`) and an application webhook whose failed
+/// deliveries to redeliver (kind `webhook`).
 fn platform_call(action: &ActionSpec, t: &Target) -> Result<Call, ExecError> {
     let wrong = || ExecError::WrongTarget {
         action: action.kind(),
@@ -406,6 +421,19 @@ fn platform_call(action: &ActionSpec, t: &Target) -> Result<Call, ExecError> {
             namespace: t.namespace.clone().ok_or_else(wrong)?,
             service: t.name.clone(),
         }),
+        ActionSpec::RebuildIndex {} if t.kind == "milvus_collection" && !t.name.is_empty() => {
+            Ok(Call::RebuildIndex {
+                collection: CollectionRef::new(t.namespace.as_deref(), t.name.clone()),
+            })
+        }
+        ActionSpec::RetryWithBackoff { max_attempts }
+            if t.kind == "webhook" && !t.name.is_empty() =>
+        {
+            Ok(Call::Redeliver {
+                webhook: WebhookRef::new(t.namespace.as_deref(), t.name.clone()),
+                max_attempts: *max_attempts,
+            })
+        }
         _ => Err(wrong()),
     }
 }
@@ -449,6 +477,10 @@ pub struct Executors {
     pub gslb: Option<Arc<dyn GslbStatus>>,
     /// Service failover to a backup and back.
     pub services: Option<Arc<dyn ServiceFailover>>,
+    /// Milvus vector index rebuilds.
+    pub vector_indexes: Option<Arc<dyn VectorIndexes>>,
+    /// Webhook redelivery requests, with their backoff and sleeper.
+    pub redelivery: Option<Redelivery>,
 }
 
 impl std::fmt::Debug for Executors {
@@ -462,6 +494,8 @@ impl std::fmt::Debug for Executors {
             .field("jetstream", &self.jetstream.is_some())
             .field("gslb", &self.gslb.is_some())
             .field("services", &self.services.is_some())
+            .field("vector_indexes", &self.vector_indexes.is_some())
+            .field("redelivery", &self.redelivery.is_some())
             .finish()
     }
 }
@@ -505,6 +539,10 @@ async fn reduce_max_num_seqs(
 /// # Errors
 /// [`ExecError::NotConfigured`] when the needed port is absent, [`ExecError::NoBatchSize`]
 /// when a batch size to reduce is not set, and the port's own errors.
+#[allow(
+    clippy::too_many_lines,
+    reason = "one arm per call kind, each a port lookup and one call"
+)]
 pub async fn execute(
     call: &Call,
     ports: &Executors,
@@ -598,17 +636,36 @@ pub async fn execute(
             let f = port(ports.services.as_ref(), "failback_from_backup", "services")?;
             Ok(f.failback(namespace, service, mode).await?)
         }
+        Call::RebuildIndex { collection } => {
+            let v = port(
+                ports.vector_indexes.as_ref(),
+                "rebuild_index",
+                "vector_indexes",
+            )?;
+            Ok(v.rebuild_index(collection, mode).await?)
+        }
+        Call::Redeliver {
+            webhook,
+            max_attempts,
+        } => {
+            let r = ports.redelivery.as_ref().ok_or(ExecError::NotConfigured {
+                action: "retry_with_backoff",
+                port: "redelivery",
+            })?;
+            Ok(r.redeliver(webhook, *max_attempts, mode).await?)
+        }
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::actions::IndexSpec;
     use crate::actions::{GslbState, HostHealth};
     use crate::rules::{RuleSet, Template};
     use crate::testing::{
         FakeCerts, FakeGslb, FakeJetStream, FakeNotifier, FakePod, FakeServices, FakeUnsealer,
-        FakeWorkloads, selector,
+        FakeVectorIndexes, FakeWorkloads, selector,
     };
 
     fn t(kind: &str, ns: Option<&str>, name: &str) -> Target {
@@ -1119,21 +1176,17 @@ mod tests {
     #[test]
     fn unsupported_kinds_and_unfit_targets_are_typed_refusals() {
         let dep = || Some(t("deployment", Some("ns"), "api"));
-        // Kinds without an executor say so.
-        for a in [
-            ActionSpec::RebuildIndex {},
-            ActionSpec::RetryWithBackoff { max_attempts: 3 },
-        ] {
-            let kind = a.kind();
-            check(
-                a,
-                dep(),
-                Err(&format!(
-                    "no executor for action `{kind}` yet: nothing was done"
-                )),
-            );
-        }
         // Targets that do not fit the action are config errors, not guesses.
+        check(
+            ActionSpec::RebuildIndex {},
+            dep(),
+            Err("action `rebuild_index` cannot act on deployment/ns/api"),
+        );
+        check(
+            ActionSpec::RetryWithBackoff { max_attempts: 3 },
+            dep(),
+            Err("action `retry_with_backoff` cannot act on deployment/ns/api"),
+        );
         check(
             ActionSpec::Rollback {},
             Some(t("stateful_set", Some("ns"), "kc")),
@@ -1166,9 +1219,172 @@ mod tests {
     }
 
     #[test]
-    fn every_builtin_rule_maps_to_a_call_or_not_supported() {
+    fn milvus_rebuilds_and_webhook_redeliveries_map_or_refuse_unfit_targets() {
+        check(
+            ActionSpec::RebuildIndex {},
+            Some(t("milvus_collection", Some("ai-hub"), "docs")),
+            Ok(Call::RebuildIndex {
+                collection: CollectionRef::new(Some("ai-hub"), "docs"),
+            }),
+        );
+        check(
+            ActionSpec::RebuildIndex {},
+            Some(t("milvus_collection", None, "")),
+            Err("action `rebuild_index` cannot act on milvus_collection/"),
+        );
+        check(
+            ActionSpec::RetryWithBackoff { max_attempts: 5 },
+            Some(t("webhook", Some("bank"), "stripe")),
+            Ok(Call::Redeliver {
+                webhook: WebhookRef::new(Some("bank"), "stripe"),
+                max_attempts: 5,
+            }),
+        );
+        check(
+            ActionSpec::RetryWithBackoff { max_attempts: 5 },
+            Some(t("service", Some("bank"), "stripe")),
+            Err("action `retry_with_backoff` cannot act on service/bank/stripe"),
+        );
+        check(
+            ActionSpec::RebuildIndex {},
+            None,
+            Err("action `rebuild_index` has no target"),
+        );
+    }
+
+    fn hnsw(name: &str, params: &[(&str, u32)]) -> IndexSpec {
+        IndexSpec {
+            field_name: "embedding".into(),
+            index_name: name.into(),
+            index_type: "HNSW".into(),
+            metric_type: "COSINE".into(),
+            params: params
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), serde_json::json!(v)))
+                .collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_rebuild_drops_and_recreates_vector_indexes_with_their_spec_only() {
+        let scalar = IndexSpec {
+            field_name: "tenant".into(),
+            index_name: "tenant_idx".into(),
+            index_type: "INVERTED".into(),
+            metric_type: String::new(),
+            params: BTreeMap::new(),
+        };
+        let vec_idx = hnsw("vec_idx", &[("M", 16), ("efConstruction", 200)]);
+        let fake = Arc::new(
+            FakeVectorIndexes::default()
+                .with("docs", vec![scalar.clone(), vec_idx.clone()])
+                .with("bare", vec![hnsw("v", &[])])
+                .with("scalars", vec![scalar.clone()]),
+        );
+        let ex = Executors {
+            vector_indexes: Some(fake.clone()),
+            ..Executors::default()
+        };
+        let call = |name: &str| Call::RebuildIndex {
+            collection: CollectionRef::new(Some("ai-hub"), name),
+        };
+        let dry = execute(&call("docs"), &ex, Mode::DryRun)
+            .await
+            .expect("dry");
+        assert!(dry.changed && dry.dry_run && fake.writes().is_empty());
+        let out = execute(&call("docs"), &ex, Mode::Apply)
+            .await
+            .expect("rebuilt");
+        assert_eq!(
+            out.before.as_deref(),
+            Some(
+                r#"[{"fieldName":"embedding","indexName":"vec_idx","indexType":"HNSW","metricType":"COSINE","params":{"M":16,"efConstruction":200}}]"#
+            ),
+            "the spec a human needs to recreate the index"
+        );
+        assert_eq!(
+            fake.writes(),
+            [
+                "release docs",
+                "drop docs/vec_idx",
+                "create docs/vec_idx",
+                "load docs"
+            ]
+        );
+        let after = fake.collection("docs").expect("exists");
+        assert!(after.loaded);
+        assert_eq!(after.indexes, [scalar, vec_idx]);
+        // An HNSW index whose build parameters are unknown, or no vector index at all:
+        // refused before anything is released.
+        assert!(matches!(
+            execute(&call("bare"), &ex, Mode::Apply).await,
+            Err(ExecError::Port(PortError::Rejected { message, .. })) if message.contains("build parameters")
+        ));
+        assert!(matches!(
+            execute(&call("scalars"), &ex, Mode::Apply).await,
+            Err(ExecError::Port(PortError::NotFound { .. }))
+        ));
+        assert_eq!(fake.writes().len(), 4);
+        assert_eq!(
+            execute(&call("docs"), &Executors::default(), Mode::Apply).await,
+            Err(ExecError::NotConfigured {
+                action: "rebuild_index",
+                port: "vector_indexes"
+            })
+        );
+    }
+
+    #[tokio::test]
+    async fn a_redelivery_goes_through_the_retry_loop_or_is_not_configured() {
+        use crate::retry::Redelivery;
+        use crate::testing::FakeRedelivery;
+        use sre_core::guard::{Backoff, Jitter};
+        struct NoSleep;
+        #[async_trait::async_trait]
+        impl crate::verify::Sleeper for NoSleep {
+            async fn sleep(&self, _: std::time::Duration) {}
+        }
+        let fake = Arc::new(FakeRedelivery::default().failing_first(
+            2,
+            PortError::Unavailable {
+                backend: "app",
+                message: "HTTP 502".into(),
+            },
+        ));
+        let ex = Executors {
+            redelivery: Some(Redelivery {
+                port: fake.clone(),
+                backoff: Backoff::new(
+                    std::time::Duration::from_secs(1),
+                    std::num::NonZeroU32::MIN.saturating_add(1),
+                    std::time::Duration::from_mins(1),
+                    Jitter::None,
+                ),
+                sleeper: Arc::new(NoSleep),
+            }),
+            ..Executors::default()
+        };
+        let call = Call::Redeliver {
+            webhook: WebhookRef::new(Some("bank"), "stripe"),
+            max_attempts: 5,
+        };
+        let out = execute(&call, &ex, Mode::Apply)
+            .await
+            .expect("third attempt");
+        assert_eq!(out.after.as_deref(), Some("attempts=3"));
+        assert_eq!(fake.requests(), 3);
+        assert_eq!(
+            execute(&call, &Executors::default(), Mode::Apply).await,
+            Err(ExecError::NotConfigured {
+                action: "retry_with_backoff",
+                port: "redelivery"
+            })
+        );
+    }
+
+    #[test]
+    fn every_builtin_rule_maps_to_a_call() {
         let rules = RuleSet::builtin().expect("builtin rules");
-        let mut unsupported = Vec::new();
         for rule in rules.rules() {
             let labels = |name: &str| -> Option<String> { Some(format!("{name}-v")) };
             // The name as the rule's template renders it (`stream/consumer` stays two parts).
@@ -1185,15 +1401,10 @@ mod tests {
                 namespace: rule.target.namespace.as_ref().and_then(|_| labels("ns")),
                 name,
             };
-            match call_for(&rule.action, Some(&target), "m") {
-                Ok(_) => {}
-                Err(ExecError::NotSupported(k)) => unsupported.push(k),
-                Err(e) => panic!("{}: {e}", rule.name),
+            if let Err(e) = call_for(&rule.action, Some(&target), "m") {
+                panic!("{}: {e}", rule.name);
             }
         }
-        unsupported.sort();
-        unsupported.dedup();
-        assert_eq!(unsupported, ["rebuild_index", "retry_with_backoff"]);
     }
 
     #[test]

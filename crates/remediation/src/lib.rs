@@ -9,6 +9,7 @@ pub mod execute;
 pub mod payload;
 pub mod plan;
 pub mod ports;
+pub mod retry;
 pub mod rules;
 pub mod runbook;
 pub mod spend;

@@ -1,6 +1,7 @@
 //! In-memory fakes of the action ports, for the engine's, the webhook's and runbooks'
 //! tests: they keep the state a cluster would (replicas, revisions, pods, certificates,
-//! seal states, consumer replicas, `Gslb` statuses, Service selectors),
+//! seal states, consumer replicas, `Gslb` statuses, Service selectors, Milvus indexes and
+//! load states, webhook redeliveries),
 //! honour [`Mode::DryRun`] by changing nothing, and log every write they accepted so a
 //! test can assert what was (not) done.
 
@@ -11,9 +12,10 @@ use async_trait::async_trait;
 use sre_core::PortError;
 
 use crate::actions::{
-    ActionOutcome, BaoInstance, Certificates, ConsumerRef, EvictScope, GslbState, GslbStatus,
-    JetStreamConsumers, Mode, Notifier, ServiceFailover, Unsealer, WorkflowDispatch, WorkloadKind,
-    WorkloadRef, Workloads, selector_line,
+    ActionOutcome, BaoInstance, Certificates, CollectionRef, ConsumerRef, EvictScope, GslbState,
+    GslbStatus, IndexSpec, JetStreamConsumers, Mode, Notifier, ServiceFailover, Unsealer,
+    VectorIndexes, WebhookRedelivery, WebhookRef, WorkflowDispatch, WorkloadKind, WorkloadRef,
+    Workloads, index_params_json, selector_line,
 };
 
 /// One pod the fake evicts from.
@@ -850,6 +852,196 @@ impl ServiceFailover for FakeServices {
             Some(format!("selector={}", selector_line(&current))),
             Some(format!("selector={}", selector_line(&saved))),
             format!("Service {namespace}/{service} selects its own pods again"),
+        ))
+    }
+}
+
+/// One fake Milvus collection: its indexes, whether it is loaded, and how often each
+/// index was built.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct FakeCollection {
+    /// The indexes, in creation order.
+    pub indexes: Vec<IndexSpec>,
+    /// Whether the collection is loaded (searchable).
+    pub loaded: bool,
+}
+
+/// A fake [`VectorIndexes`] with Milvus' rules: an index of a loaded collection cannot
+/// be dropped, and only recreatable vector indexes are rebuilt; every step is logged.
+#[derive(Debug, Default)]
+pub struct FakeVectorIndexes {
+    collections: Mutex<BTreeMap<String, FakeCollection>>,
+    writes: Mutex<Vec<String>>,
+}
+
+impl FakeVectorIndexes {
+    /// Adds a loaded collection `name` with `indexes`.
+    #[must_use]
+    pub fn with(self, name: &str, indexes: Vec<IndexSpec>) -> Self {
+        self.collections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .insert(
+                name.into(),
+                FakeCollection {
+                    indexes,
+                    loaded: true,
+                },
+            );
+        self
+    }
+
+    /// The collection as it is now.
+    #[must_use]
+    pub fn collection(&self, name: &str) -> Option<FakeCollection> {
+        self.collections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .get(name)
+            .cloned()
+    }
+
+    /// The steps carried out (dry runs have none), e.g. `drop docs/vec_idx`.
+    #[must_use]
+    pub fn writes(&self) -> Vec<String> {
+        self.writes
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl VectorIndexes for FakeVectorIndexes {
+    async fn rebuild_index(
+        &self,
+        collection: &CollectionRef,
+        mode: Mode,
+    ) -> Result<ActionOutcome, PortError> {
+        let mut m = self
+            .collections
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let c = m
+            .get_mut(&collection.name)
+            .ok_or_else(|| PortError::NotFound {
+                what: collection.to_string(),
+            })?;
+        let vector: Vec<IndexSpec> = c
+            .indexes
+            .iter()
+            .filter(|i| i.is_vector())
+            .cloned()
+            .collect();
+        if vector.is_empty() {
+            return Err(PortError::NotFound {
+                what: format!("vector index of {collection}"),
+            });
+        }
+        for spec in &vector {
+            spec.recreatable().map_err(|message| PortError::Rejected {
+                backend: "fake",
+                message,
+            })?;
+        }
+        let spec = index_params_json(&vector);
+        let names: Vec<&str> = vector.iter().map(|i| i.index_name.as_str()).collect();
+        let what = format!(
+            "{} index(es) ({}) of {collection}",
+            names.len(),
+            names.join(", ")
+        );
+        if !mode.is_dry_run() {
+            let mut w = self.writes.lock().unwrap_or_else(PoisonError::into_inner);
+            c.loaded = false;
+            w.push(format!("release {}", collection.name));
+            for i in &vector {
+                c.indexes.retain(|x| x.index_name != i.index_name);
+                w.push(format!("drop {}/{}", collection.name, i.index_name));
+            }
+            for i in &vector {
+                c.indexes.push(i.clone());
+                w.push(format!("create {}/{}", collection.name, i.index_name));
+            }
+            c.loaded = true;
+            w.push(format!("load {}", collection.name));
+        }
+        Ok(ActionOutcome::changed(
+            mode,
+            Some(spec.clone()),
+            Some(spec),
+            format!("rebuilt {what}: released, dropped, created with the same spec, loaded"),
+        ))
+    }
+}
+
+/// A fake [`WebhookRedelivery`] whose first requests fail with a given error, so the
+/// retries around it can be tested; it counts requests and records successes.
+#[derive(Debug, Default)]
+pub struct FakeRedelivery {
+    failures: Mutex<(u32, Option<PortError>)>,
+    requests: Mutex<u32>,
+    redelivered: Mutex<Vec<WebhookRef>>,
+}
+
+impl FakeRedelivery {
+    /// The first `n` requests (not dry runs) fail with `err`.
+    #[must_use]
+    pub fn failing_first(self, n: u32, err: PortError) -> Self {
+        *self.failures.lock().unwrap_or_else(PoisonError::into_inner) = (n, Some(err));
+        self
+    }
+
+    /// Requests received (dry runs send none), failed ones included.
+    #[must_use]
+    pub fn requests(&self) -> u32 {
+        *self.requests.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The webhooks whose redelivery was accepted, in order.
+    #[must_use]
+    pub fn redelivered(&self) -> Vec<WebhookRef> {
+        self.redelivered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+#[async_trait]
+impl WebhookRedelivery for FakeRedelivery {
+    async fn redeliver(
+        &self,
+        webhook: &WebhookRef,
+        mode: Mode,
+    ) -> Result<ActionOutcome, PortError> {
+        if mode.is_dry_run() {
+            return Ok(ActionOutcome::changed(
+                mode,
+                None,
+                None,
+                format!("would ask to redeliver the failed deliveries of {webhook}"),
+            ));
+        }
+        *self.requests.lock().unwrap_or_else(PoisonError::into_inner) += 1;
+        {
+            let mut f = self.failures.lock().unwrap_or_else(PoisonError::into_inner);
+            if f.0 > 0 {
+                f.0 -= 1;
+                if let Some(e) = &f.1 {
+                    return Err(e.clone());
+                }
+            }
+        }
+        self.redelivered
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(webhook.clone());
+        Ok(ActionOutcome::changed(
+            mode,
+            None,
+            None,
+            format!("asked to redeliver the failed deliveries of {webhook}"),
         ))
     }
 }
