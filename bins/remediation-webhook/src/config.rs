@@ -7,7 +7,9 @@
 
 use crate::notify::HttpNotifier;
 use crate::platform::{
-    JetStreamSettings, RawJetStream, RawUnseal, UnsealSettings, check_jetstream, check_unseal,
+    JetStreamSettings, MilvusSettings, RawJetStream, RawMilvus, RawRedeliver, RawUnseal,
+    RedeliverSettings, UnsealSettings, check_jetstream, check_milvus, check_redeliver,
+    check_unseal,
 };
 use serde::Deserialize;
 use sre_adapter_prometheus::PrometheusClient;
@@ -72,6 +74,10 @@ pub struct RawConfig {
     unseal: Option<RawUnseal>,
     #[serde(default)]
     jetstream: Option<RawJetStream>,
+    #[serde(default)]
+    milvus: Option<RawMilvus>,
+    #[serde(default)]
+    redeliver: Option<RawRedeliver>,
 }
 
 /// Where Runbooks come from besides `runbook_files`, as written.
@@ -327,6 +333,11 @@ pub struct Config {
     /// JetStream consumer executor (`jetstream:`); without it `add_consumer_replica` is
     /// not executed.
     pub jetstream: Option<JetStreamSettings>,
+    /// Milvus index rebuilds (`milvus:`); without it `rebuild_index` is not executed.
+    pub milvus: Option<MilvusSettings>,
+    /// Webhook redelivery requests (`redeliver:`); without it `retry_with_backoff` is
+    /// not executed.
+    pub redeliver: Option<RedeliverSettings>,
 }
 
 /// Where and how often verification asks Prometheus.
@@ -360,6 +371,8 @@ impl fmt::Debug for Config {
             .field("budget", &self.budget)
             .field("unseal", &self.unseal)
             .field("jetstream", &self.jetstream)
+            .field("milvus", &self.milvus)
+            .field("redeliver", &self.redeliver)
             .finish_non_exhaustive()
     }
 }
@@ -398,6 +411,8 @@ impl Validate for RawConfig {
         let gitea = self.gitea.map(|g| check_gitea(g, &mut errs));
         let unseal = self.unseal.map(|u| check_unseal(u, &mut errs));
         let jetstream = self.jetstream.map(|j| check_jetstream(j, &mut errs));
+        let milvus = self.milvus.map(|m| check_milvus(m, &mut errs));
+        let redeliver = self.redeliver.map(|r| check_redeliver(r, &mut errs));
         let checks = Checks::builtin()
             .with_overrides("checks", &self.checks)
             .unwrap_or_else(|e| {
@@ -473,6 +488,8 @@ impl Validate for RawConfig {
             budget,
             unseal,
             jetstream,
+            milvus,
+            redeliver,
             policy: Policy {
                 cooldown: e.cooldown,
                 backoff: Backoff::new(
@@ -930,6 +947,47 @@ runbooks: {from_cluster: true, namespace: '', interval: 0s}
         )
         .expect_err("two sources");
         assert_eq!(err.errors[0].path, "budget.spend_cents", "{err}");
+    }
+
+    #[test]
+    fn milvus_and_redeliver_sections_are_optional_and_checked_at_their_paths() {
+        let c = yaml("{}", &[]).expect("valid");
+        assert!(c.milvus.is_none() && c.redeliver.is_none());
+        let c = yaml(
+            "milvus: {url: 'http://milvus.ai-hub.svc:19530', token_file: /etc/sre/milvus-token}
+redeliver:
+  url_template: 'http://billing.${namespace}.svc:8080/internal/webhooks/${name}/redeliver'
+  token_file: /etc/sre/billing-token
+",
+            &[],
+        )
+        .expect("valid");
+        assert!(c.milvus.is_some());
+        assert_eq!(
+            c.redeliver.map(|r| r.backoff().cap(1)),
+            Some(Duration::from_secs(2)),
+            "default backoff: 1 s doubling"
+        );
+        let err = yaml(
+            "milvus: {url: 'milvus:19530', db_name: ''}
+redeliver: {url_template: 'http://x/${hook}', backoff: {factor: 0}}
+",
+            &[],
+        )
+        .expect_err("invalid");
+        let paths: Vec<&str> = err.errors.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "milvus.url",
+                "milvus.db_name",
+                "redeliver.url_template",
+                "redeliver.backoff.factor"
+            ],
+            "{err}"
+        );
+        let err = yaml("milvus: {url: 'http://m', token: x}\n", &[]).expect_err("no inline token");
+        assert!(err.to_string().contains("token"), "{err}");
     }
 
     #[test]

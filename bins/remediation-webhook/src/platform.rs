@@ -1,16 +1,23 @@
-//! The platform executors beyond Kubernetes: OpenBao unseal (`unseal:`) and JetStream
-//! consumer replicas (`jetstream:`). Each section is optional; without it the action is
+//! The platform executors beyond Kubernetes: OpenBao unseal (`unseal:`), JetStream
+//! consumer replicas (`jetstream:`), Milvus index rebuilds (`milvus:`) and webhook
+//! redelivery requests (`redeliver:`). Each section is optional; without it the action is
 //! reported as "no executor configured", never as done. Secrets (the key store's token,
 //! the NATS token or password) come from files or the environment, never from the
 //! config file, so the config can be kept in Git.
 
+use crate::milvus::MilvusIndexes;
+use crate::redeliver::{HttpRedelivery, check_template};
+use crate::server::TokioSleeper;
 use serde::Deserialize;
 use sre_adapter_nats::{NatsConfig, NatsConsumers};
 use sre_adapter_openbao::{BaoConfig, BaoSecretStore, BaoUnsealer, UnsealConfig};
 use sre_core::config::ConfigError;
+use sre_core::guard::{Backoff, Jitter};
 use sre_core::ports::SecretStore;
 use sre_remediation::execute::Executors;
+use sre_remediation::retry::Redelivery;
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -18,6 +25,11 @@ use std::time::Duration;
 /// Environment variable holding the key store's token when `unseal.keys.token_file` is
 /// not set.
 pub const UNSEAL_KEYS_TOKEN_ENV: &str = "SRE_REMEDIATION_UNSEAL_KEYS_TOKEN";
+/// Environment variable holding the Milvus token when `milvus.token_file` is not set.
+pub const MILVUS_TOKEN_ENV: &str = "SRE_REMEDIATION_MILVUS_TOKEN";
+/// Environment variable holding the redelivery endpoint's token when
+/// `redeliver.token_file` is not set.
+pub const REDELIVER_TOKEN_ENV: &str = "SRE_REMEDIATION_REDELIVER_TOKEN";
 
 fn d_timeout() -> Duration {
     Duration::from_secs(10)
@@ -33,6 +45,140 @@ fn d_keys_field() -> String {
 }
 fn d_api_prefix() -> String {
     "$JS.API".to_owned()
+}
+fn d_db_name() -> String {
+    "default".to_owned()
+}
+fn d_milvus_timeout() -> Duration {
+    Duration::from_secs(30)
+}
+fn d_backoff_base() -> Duration {
+    Duration::from_secs(1)
+}
+fn d_backoff_factor() -> u32 {
+    2
+}
+fn d_backoff_max() -> Duration {
+    Duration::from_mins(1)
+}
+
+/// `milvus:` as written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMilvus {
+    /// Milvus' HTTP address (`http://milvus.ai-hub.svc:19530`).
+    url: String,
+    #[serde(default)]
+    token_file: Option<PathBuf>,
+    #[serde(default = "d_db_name")]
+    db_name: String,
+    #[serde(default = "d_milvus_timeout", with = "humantime_serde")]
+    timeout: Duration,
+}
+
+/// `redeliver:` as written.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedeliver {
+    /// The application's redelivery endpoint, with `${namespace}` and `${name}`.
+    url_template: String,
+    #[serde(default)]
+    token_file: Option<PathBuf>,
+    #[serde(default = "d_timeout", with = "humantime_serde")]
+    timeout: Duration,
+    #[serde(default)]
+    backoff: RawBackoff,
+}
+
+/// The wait between redelivery attempts: `base * factor^n`, never above `max`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackoff {
+    #[serde(default = "d_backoff_base", with = "humantime_serde")]
+    base: Duration,
+    #[serde(default = "d_backoff_factor")]
+    factor: u32,
+    #[serde(default = "d_backoff_max", with = "humantime_serde")]
+    max: Duration,
+}
+
+impl Default for RawBackoff {
+    fn default() -> Self {
+        Self {
+            base: d_backoff_base(),
+            factor: d_backoff_factor(),
+            max: d_backoff_max(),
+        }
+    }
+}
+
+/// Validated `milvus:` settings (the token is still to be read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MilvusSettings {
+    raw: RawMilvus,
+}
+
+/// Validated `redeliver:` settings (the token is still to be read).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RedeliverSettings {
+    raw: RawRedeliver,
+}
+
+impl RedeliverSettings {
+    /// The backoff between attempts (no jitter: see `sre_remediation::retry`).
+    #[must_use]
+    pub fn backoff(&self) -> Backoff {
+        let b = &self.raw.backoff;
+        Backoff::new(
+            b.base,
+            NonZeroU32::new(b.factor).unwrap_or(NonZeroU32::MIN),
+            b.max,
+            Jitter::None,
+        )
+    }
+}
+
+/// Checks `milvus:`: an http(s) URL, a database name, a timeout above zero.
+pub fn check_milvus(raw: RawMilvus, errs: &mut Vec<ConfigError>) -> MilvusSettings {
+    http_url("milvus.url", &raw.url, errs);
+    if raw.db_name.trim().is_empty() {
+        errs.push(ConfigError::new("milvus.db_name", "must not be empty"));
+    }
+    if raw.timeout.is_zero() {
+        errs.push(ConfigError::new("milvus.timeout", "must be above zero"));
+    }
+    MilvusSettings { raw }
+}
+
+/// Checks `redeliver:`: a template with known placeholders that makes an http(s) URL, a
+/// timeout above zero, a backoff that grows (`factor` at least 1) within `max`.
+pub fn check_redeliver(raw: RawRedeliver, errs: &mut Vec<ConfigError>) -> RedeliverSettings {
+    if let Err(e) = check_template(&raw.url_template) {
+        errs.push(ConfigError::new("redeliver.url_template", e.to_string()));
+    }
+    if raw.timeout.is_zero() {
+        errs.push(ConfigError::new("redeliver.timeout", "must be above zero"));
+    }
+    let b = &raw.backoff;
+    if b.base.is_zero() {
+        errs.push(ConfigError::new(
+            "redeliver.backoff.base",
+            "must be above zero",
+        ));
+    }
+    if b.factor == 0 {
+        errs.push(ConfigError::new(
+            "redeliver.backoff.factor",
+            "must be at least 1",
+        ));
+    }
+    if b.max < b.base {
+        errs.push(ConfigError::new(
+            "redeliver.backoff.max",
+            "must be at least redeliver.backoff.base",
+        ));
+    }
+    RedeliverSettings { raw }
 }
 
 /// `unseal:` as written.
@@ -231,6 +377,44 @@ pub fn add_executors(
     Ok(())
 }
 
+/// A token from `file`, else from the environment variable `env`.
+fn token(file: Option<&PathBuf>, env: &str, what: &str) -> anyhow::Result<String> {
+    use anyhow::Context as _;
+    match file {
+        Some(p) => read_secret(p, &format!("{what}.token_file")),
+        None => {
+            std::env::var(env).with_context(|| format!("{what}: set {env} or {what}.token_file"))
+        }
+    }
+}
+
+/// Adds the Milvus and the redelivery executors the config names to `ex`; redelivery
+/// waits on tokio's timer between attempts.
+///
+/// # Errors
+/// A token that cannot be read, or a client that cannot be built.
+pub fn add_app_executors(
+    ex: &mut Executors,
+    milvus: Option<&MilvusSettings>,
+    redeliver: Option<&RedeliverSettings>,
+) -> anyhow::Result<()> {
+    if let Some(m) = milvus.map(|m| &m.raw) {
+        let t = token(m.token_file.as_ref(), MILVUS_TOKEN_ENV, "milvus")?;
+        ex.vector_indexes = Some(Arc::new(MilvusIndexes::new(
+            &m.url, &t, &m.db_name, m.timeout,
+        )?));
+    }
+    if let Some(r) = redeliver {
+        let t = token(r.raw.token_file.as_ref(), REDELIVER_TOKEN_ENV, "redeliver")?;
+        ex.redelivery = Some(Redelivery {
+            port: Arc::new(HttpRedelivery::new(&r.raw.url_template, &t, r.raw.timeout)?),
+            backoff: r.backoff(),
+            sleeper: Arc::new(TokioSleeper),
+        });
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -283,6 +467,82 @@ mod tests {
             jetstream("address: 'n:1'\ntoken_file: /t\nuser: u\npassword_file: /p\n"),
             ["jetstream.token_file"]
         );
+    }
+
+    #[test]
+    fn milvus_and_redeliver_sections_pass_or_name_the_field_and_wire_from_token_files() {
+        let milvus = |yaml: &str| {
+            let raw: RawMilvus = serde_norway::from_str(yaml).expect("parses");
+            let mut errs = Vec::new();
+            let s = check_milvus(raw, &mut errs);
+            (s, errs.iter().map(|e| e.path.clone()).collect::<Vec<_>>())
+        };
+        let redeliver = |yaml: &str| {
+            let raw: RawRedeliver = serde_norway::from_str(yaml).expect("parses");
+            let mut errs = Vec::new();
+            let s = check_redeliver(raw, &mut errs);
+            (s, errs.iter().map(|e| e.path.clone()).collect::<Vec<_>>())
+        };
+        let (m, errs) = milvus("url: 'http://milvus:19530'\n");
+        assert!(errs.is_empty());
+        assert_eq!(
+            (m.raw.db_name.as_str(), m.raw.timeout),
+            ("default", Duration::from_secs(30))
+        );
+        assert_eq!(
+            milvus("url: 'grpc://milvus:19530'\ndb_name: ' '\ntimeout: 0s\n").1,
+            ["milvus.url", "milvus.db_name", "milvus.timeout"]
+        );
+        let (r, errs) = redeliver(
+            "url_template: 'http://billing.${namespace}.svc:8080/internal/webhooks/${name}/redeliver'\n\
+             backoff: {base: 2s, factor: 3}\n",
+        );
+        assert!(errs.is_empty(), "{errs:?}");
+        assert_eq!(r.backoff().cap(2), Duration::from_secs(18));
+        assert_eq!(
+            r.backoff().cap(9),
+            Duration::from_mins(1),
+            "capped at the default max"
+        );
+        assert_eq!(
+            redeliver(
+                "url_template: 'http://a/${webhook}'\ntimeout: 0s\nbackoff: {base: 0s, factor: 0, max: 0s}\n"
+            )
+            .1,
+            [
+                "redeliver.url_template",
+                "redeliver.timeout",
+                "redeliver.backoff.base",
+                "redeliver.backoff.factor"
+            ]
+        );
+        assert_eq!(
+            redeliver("url_template: 'http://a/${name}'\nbackoff: {base: 10s, max: 1s}\n").1,
+            ["redeliver.backoff.max"]
+        );
+
+        let dir = tempfile::tempdir().expect("tempdir");
+        let tok = dir.path().join("t");
+        std::fs::write(&tok, "s3cr3t\n").expect("write");
+        let (m, _) = milvus(&format!(
+            "url: 'http://127.0.0.1:19530'\ntoken_file: {}\n",
+            tok.display()
+        ));
+        let (r, _) = redeliver(&format!(
+            "url_template: 'http://127.0.0.1:1/${{name}}'\ntoken_file: {}\n",
+            tok.display()
+        ));
+        let mut ex = Executors::default();
+        add_app_executors(&mut ex, Some(&m), Some(&r)).expect("wires");
+        assert!(ex.vector_indexes.is_some() && ex.redelivery.is_some());
+        assert!(ex.workloads.is_none());
+        let (missing, _) = milvus(&format!(
+            "url: 'http://127.0.0.1:19530'\ntoken_file: {}\n",
+            dir.path().join("missing").display()
+        ));
+        let err = add_app_executors(&mut Executors::default(), Some(&missing), None)
+            .expect_err("a missing token file is an error");
+        assert!(err.to_string().contains("milvus.token_file"), "{err}");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! Wiring for the binary: reading the token and the rules, and building the ports the
-//! config names (kube executors, Prometheus verifier, HTTP notifier, Gitea, evidence),
+//! config names (kube executors, Prometheus verifier, HTTP notifier, Gitea, OpenBao
+//! unseal, JetStream, Milvus, webhook redelivery, evidence),
 //! the budget's spend source and the cluster Runbook poller.
 //! Kept out of `main.rs` so that the entry point stays a short list of steps.
 
@@ -212,5 +213,6 @@ pub async fn executors(cfg: &Config, clock: &Arc<dyn Clock>) -> anyhow::Result<E
         ex.workflows = Some(Arc::new(GiteaDispatcher::new(&g.url, &token, g.timeout)?));
     }
     crate::platform::add_executors(&mut ex, cfg.unseal.as_ref(), cfg.jetstream.as_ref())?;
+    crate::platform::add_app_executors(&mut ex, cfg.milvus.as_ref(), cfg.redeliver.as_ref())?;
     Ok(ex)
 }
