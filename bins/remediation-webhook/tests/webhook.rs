@@ -10,6 +10,8 @@
 
 #[path = "webhook/alerting.rs"]
 mod alerting;
+#[path = "webhook/app_executors.rs"]
+mod app_executors;
 
 use remediation_webhook::config::BearerToken;
 use remediation_webhook::notify::HttpNotifier;
@@ -193,10 +195,21 @@ async fn refusals(base: &str, firing: &[u8]) {
     assert_eq!(body["kind"], "malformed", "{body}");
     let (status, body) = post(base, Some(TOKEN), br#"{"version":"4"}"#.to_vec()).await;
     assert_eq!(status, 400);
+    assert_eq!(body["kind"], "malformed", "{body}");
+    // The real delivery with its first alert's fingerprint taken out: the error names
+    // the field by its path, so a broken sender can be fixed from the answer alone.
+    let mut no_fp: Value = serde_json::from_slice(firing).expect("fixture is JSON");
+    no_fp["alerts"][0]
+        .as_object_mut()
+        .expect("alerts[0] is an object")
+        .remove("fingerprint");
+    let (status, body) = post(base, Some(TOKEN), no_fp.to_string().into_bytes()).await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(body["kind"], "malformed", "{body}");
     assert!(
         body["error"]
             .as_str()
-            .is_some_and(|e| e.contains("missing field")),
+            .is_some_and(|e| e.contains("missing field `alerts[0].fingerprint`")),
         "{body}"
     );
 
@@ -287,7 +300,7 @@ async fn webhook_plans_real_alertmanager_payloads_and_refuses_bad_requests() {
     for line in [
         r#"sre_remediation_requests_rejected_total{reason="unauthorized"} 4"#,
         r#"sre_remediation_requests_rejected_total{reason="too_large"} 1"#,
-        r#"sre_remediation_requests_rejected_total{reason="malformed"} 2"#,
+        r#"sre_remediation_requests_rejected_total{reason="malformed"} 3"#,
         r#"sre_remediation_actions_planned_total{kind="scale_up"} 1"#,
         r#"sre_remediation_actions_planned_total{kind="reduce_batch_size"} 1"#,
         r#"sre_remediation_actions_blocked_total{reason="duplicate"} 1"#,
