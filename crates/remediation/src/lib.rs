@@ -19,9 +19,9 @@ pub mod testing;
 pub mod verify;
 
 /// Where this crate stands, so that a caller (and `sre doctor`) can tell a partial
-/// capability from a complete one instead of guessing: `"partial"` while the payload
-/// model, rules, engine, verification, executors and the webhook's remediate -> verify ->
-/// rollback -> escalate loop, Runbook CRDs (with `PromQL` preconditions), the spend
-/// source of the budget gate and Gitea dispatch work but some action kinds have no
-/// executor.
-pub const STATUS: &str = "partial";
+/// capability from a complete one instead of guessing: `"working"` since every action
+/// of the built-in rule set has an executor (Milvus index rebuilds and webhook
+/// redelivery were the last) next to the payload model, rules, engine, verification,
+/// Runbook CRDs with `PromQL` preconditions, the spend source of the budget gate and the
+/// webhook's remediate -> verify -> rollback -> escalate loop.
+pub const STATUS: &str = "working";
