@@ -77,6 +77,12 @@ const NEEDS: &[Need] = &[
         package: "unbound",
         pip: false,
     },
+    // rotation-controller's certificate tests make real certificates with it.
+    Need {
+        bin: "openssl",
+        package: "openssl",
+        pip: false,
+    },
     // The JetStream adapter's tests spawn their own cluster; no service starts it.
     Need {
         bin: "nats-server",

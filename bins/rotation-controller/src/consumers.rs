@@ -20,7 +20,6 @@ use sre_rotation::config::KubernetesSettings;
 use sre_rotation::model::{Consumer, ConsumerKind};
 use sre_rotation::restart::{SecretChange, coalesce};
 use std::collections::{BTreeMap, BTreeSet};
-use std::sync::Arc;
 use std::time::Duration;
 
 /// Tells consumers about a new version. A port so that the controller's refresh logic is
@@ -48,16 +47,10 @@ pub trait ConsumerRefresh: Send + Sync {
 pub struct KubeConsumers(KubeReload);
 
 impl KubeConsumers {
-    /// Works through `client` (in-cluster or `KUBECONFIG`, see [`Self::try_default`]).
+    /// Works through `client` (in-cluster or `KUBECONFIG`, see [`client`]).
     #[must_use]
     pub fn new(client: kube::Client) -> Self {
         Self(KubeReload::new(client))
-    }
-
-    /// The client kube finds on its own: in-cluster service account or `KUBECONFIG`.
-    /// An error means the controller runs without refreshing consumers (and says so).
-    pub async fn try_default() -> Result<Self, kube::Error> {
-        kube::Client::try_default().await.map(Self::new)
     }
 }
 
@@ -79,9 +72,10 @@ impl ConsumerRefresh for KubeConsumers {
     }
 }
 
-/// The refresher `settings` ask for: `None` (with a warning, so nobody assumes
-/// consumers move) when Kubernetes is disabled or no client can be built.
-pub async fn connect(settings: &KubernetesSettings) -> Option<Arc<dyn ConsumerRefresh>> {
+/// The Kubernetes client `settings` ask for: `None` (with a warning, so nobody assumes
+/// consumers move or cert-manager is read) when Kubernetes is disabled or no client can
+/// be built.
+pub async fn client(settings: &KubernetesSettings) -> Option<kube::Client> {
     if !settings.enabled {
         tracing::warn!(
             "consumers not refreshed: no kube client (kubernetes.enabled is false); \
@@ -89,10 +83,10 @@ pub async fn connect(settings: &KubernetesSettings) -> Option<Arc<dyn ConsumerRe
         );
         return None;
     }
-    match KubeConsumers::try_default().await {
-        Ok(k) => {
+    match kube::Client::try_default().await {
+        Ok(c) => {
             tracing::info!(restart_window = ?settings.restart_window, "consumers refreshed through the Kubernetes API");
-            Some(Arc::new(k))
+            Some(c)
         }
         Err(e) => {
             tracing::warn!(error = %e, "consumers not refreshed: no kube client \

@@ -14,6 +14,7 @@
 //! get their live credentials' leases renewed every tick they are due (see
 //! [`crate::leases`]): the current version always, the previous one during its overlap.
 
+use crate::certs::{self, CertManager};
 use crate::consumers::{ConsumerRefresh, ConsumerStatus, Refreshes};
 use crate::leases::{self, LeaseBook, Live, Renewed, Which};
 use crate::metrics::RotationMetrics;
@@ -23,6 +24,7 @@ use sre_core::guard::{Backoff, Jitter};
 use sre_core::ports::SecretStore;
 use sre_rotation::config::{CertificateSpec, LeaseRenewal};
 use sre_rotation::drive::{self, StopAt, error_chain};
+use sre_rotation::expiry::expiry_report;
 use sre_rotation::plan::Step;
 use sre_rotation::run::{self, Ports};
 use sre_rotation::{CredentialTarget, KeepAlive, ManagedSecret};
@@ -61,6 +63,9 @@ pub struct Controller {
     tick: Duration,
     backoff: Backoff,
     certificates: BTreeMap<String, CertificateSpec>,
+    cert_manager: Option<Arc<dyn CertManager>>,
+    /// What was last logged per certificate, so a change is logged once.
+    cert_said: BTreeMap<String, String>,
     refresher: Option<Arc<dyn ConsumerRefresh>>,
     refreshes: Refreshes,
     leases: BTreeMap<String, LeaseRenewal>,
@@ -94,6 +99,8 @@ impl Controller {
             tick,
             backoff: Backoff::new(tick, factor, tick.saturating_mul(10), Jitter::None),
             certificates: BTreeMap::new(),
+            cert_manager: None,
+            cert_said: BTreeMap::new(),
             refresher: None,
             refreshes: Refreshes::new(DEFAULT_RESTART_WINDOW),
             leases: BTreeMap::new(),
@@ -123,11 +130,48 @@ impl Controller {
         self
     }
 
-    /// Adds the expiry of observe-only secrets (svid, tls), exported every tick.
+    /// Observes the certificates of observe-only secrets (svid, tls): each is read
+    /// again from its source every tick (see [`crate::certs`]) and exported;
+    /// `cert_manager` reads `cert_manager` sources (`None`: no Kubernetes client, those
+    /// sources are reported unreadable).
     #[must_use]
-    pub fn with_certificates(mut self, certificates: BTreeMap<String, CertificateSpec>) -> Self {
+    pub fn with_certificates(
+        mut self,
+        certificates: BTreeMap<String, CertificateSpec>,
+        cert_manager: Option<Arc<dyn CertManager>>,
+    ) -> Self {
         self.certificates = certificates;
+        self.cert_manager = cert_manager;
         self
+    }
+
+    /// Reads every observed certificate and exports it; logs when one becomes
+    /// unreadable, reaches its alert lead time or expires (once per change, not every
+    /// tick).
+    async fn observe_certificates(&mut self, now: DateTime<Utc>) {
+        for (name, spec) in &self.certificates {
+            let observed = certs::read(spec, self.cert_manager.as_deref()).await;
+            self.metrics
+                .observe_certificate(name, &observed, spec.alert_before, now);
+            let said = match &observed {
+                Ok(v) => expiry_report(now, v.not_after, spec.alert_before)
+                    .label()
+                    .to_owned(),
+                Err(e) => format!("unreadable: {e}"),
+            };
+            if self.cert_said.get(name) == Some(&said) {
+                continue;
+            }
+            match &observed {
+                Ok(v) if said == "ok" => {
+                    tracing::info!(secret = %name, not_after = %v.not_after, "certificate ok");
+                }
+                Ok(v) => tracing::warn!(secret = %name, not_after = %v.not_after, status = %said,
+                    "certificate close to or past its expiry: is its renewer (SPIRE, cert-manager) stuck?"),
+                Err(e) => tracing::warn!(secret = %name, error = %e, "certificate unreadable"),
+            }
+            self.cert_said.insert(name.clone(), said);
+        }
     }
 
     /// One pass over every secret; returns how long to sleep before the next one (a
@@ -170,8 +214,12 @@ impl Controller {
                                         promoted = true;
                                         self.metrics.attempt(&s.name, "rotated");
                                     }
-                                    Step::DropPending { .. } => {
+                                    Step::DropPending { version, reason } => {
                                         self.metrics.attempt(&s.name, "aborted");
+                                        tracing::warn!(secret = %s.name, pending = version,
+                                            current = ?report.state.current, %reason,
+                                            "rotation aborted: the target refused the new \
+                                             credential; the current one stays in use");
                                     }
                                     _ => {}
                                 }
@@ -201,10 +249,8 @@ impl Controller {
             }
             let row = drive::status(self.store.as_ref(), s, now).await;
             self.metrics.observe(&row);
-            if let Some(cert) = self.certificates.get(&s.name) {
-                self.metrics.observe_certificate(&s.name, cert, now);
-            }
         }
+        self.observe_certificates(now).await;
         if let Some(at) = self.keep_leases_alive(now).await {
             next = next.min(at);
         }
@@ -380,6 +426,7 @@ mod tests {
     use sre_core::testing::MemSecretStore;
     use sre_rotation::SecretClass;
     use sre_rotation::Verification;
+    use sre_rotation::expiry::Validity;
     use sre_rotation::model::{ApprovalPolicy, Cadence};
 
     struct Always;
@@ -636,6 +683,93 @@ mod tests {
             &reg,
             "sre_rotation_consumers_status{secret=\"db\",status=\"refreshed\"} 0"
         ));
+    }
+
+    /// A cert-manager whose `Certificate` status the test changes between ticks.
+    struct FakeCertManager(std::sync::Mutex<Result<Validity, PortError>>);
+
+    #[async_trait]
+    impl CertManager for FakeCertManager {
+        async fn validity(&self, _: &str, _: &str) -> Result<Validity, PortError> {
+            self.0
+                .lock()
+                .map_err(|_| PortError::Invalid("poisoned".into()))?
+                .clone()
+        }
+    }
+
+    #[tokio::test]
+    async fn observed_certificates_follow_their_source_every_tick() {
+        use sre_rotation::config::{CertSource, CertificateSpec};
+        let store = Arc::new(MemSecretStore::new());
+        let clock = Arc::new(ManualClock::at_epoch());
+        let now = clock.wall();
+        let mut reg = sre_core::telemetry::metrics_registry();
+        let metrics = RotationMetrics::register(&mut reg);
+        let valid = |days: i64| Validity {
+            not_before: Some(now),
+            not_after: now + chrono::Duration::days(days),
+        };
+        let cm = Arc::new(FakeCertManager(std::sync::Mutex::new(Ok(valid(3)))));
+        let certs = BTreeMap::from([(
+            "ingress".to_owned(),
+            CertificateSpec {
+                source: CertSource::CertManager {
+                    namespace: "ns".into(),
+                    name: "ingress".into(),
+                },
+                alert_before: Duration::from_hours(7 * 24),
+            },
+        )]);
+        let mut c = Controller::new(
+            store,
+            vec![Managed {
+                secret: ManagedSecret {
+                    cadence: Cadence::Never,
+                    ..secret("ingress", SecretClass::Tls)
+                },
+                target: None,
+            }],
+            clock.clone(),
+            metrics,
+            Duration::from_secs(30),
+        )
+        .with_certificates(certs, Some(cm.clone() as Arc<dyn CertManager>));
+        c.tick().await;
+        let expiry = (now + chrono::Duration::days(3)).timestamp();
+        assert!(has(
+            &reg,
+            &format!(
+                "sre_rotation_certificate_expiry_timestamp_seconds{{secret=\"ingress\"}} {expiry}"
+            )
+        ));
+        assert!(has(
+            &reg,
+            "sre_rotation_certificate_expiry_status{secret=\"ingress\",status=\"warn\"} 1"
+        ));
+        // cert-manager renews: the next tick sees the new certificate.
+        *cm.0.lock().expect("lock") = Ok(valid(90));
+        clock.advance(Duration::from_secs(30));
+        c.tick().await;
+        assert!(has(
+            &reg,
+            "sre_rotation_certificate_expiry_status{secret=\"ingress\",status=\"ok\"} 1"
+        ));
+        assert!(has(
+            &reg,
+            "sre_rotation_secret_age_seconds{secret=\"ingress\"} 30"
+        ));
+        // The API server stops answering: unreadable, not the last good date.
+        *cm.0.lock().expect("lock") = Err(PortError::Unavailable {
+            backend: "kubernetes",
+            message: "connection refused".into(),
+        });
+        c.tick().await;
+        assert!(has(
+            &reg,
+            "sre_rotation_certificate_expiry_status{secret=\"ingress\",status=\"unreadable\"} 1"
+        ));
+        assert!(!render(&reg).contains("sre_rotation_certificate_expiry_timestamp_seconds{"));
     }
 
     /// Mints `pw1`, `pw2`, ... with leases: `keep_alive` records which password it kept

@@ -3,6 +3,7 @@
 //! tests can run them in-process.
 #![deny(missing_docs)]
 
+pub mod certs;
 pub mod consumers;
 pub mod controller;
 pub mod jwks;

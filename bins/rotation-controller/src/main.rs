@@ -9,7 +9,7 @@ use rotation_controller::consumers;
 use rotation_controller::controller::Controller;
 use rotation_controller::jwks::JwksPublisher;
 use rotation_controller::metrics::RotationMetrics;
-use rotation_controller::{ports, server};
+use rotation_controller::{certs, ports, server};
 use sre_core::config::{EnvOverrides, Source, load};
 use sre_core::telemetry::{self, LogFormat};
 use sre_core::{Clock, SystemClock};
@@ -88,14 +88,22 @@ async fn serve(cfg: &RotationConfig, token: String) -> anyhow::Result<()> {
     let (store, secrets) = ports::build(cfg, &bao)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let jwks = Arc::new(JwksPublisher::from_config(cfg, &bao, Arc::clone(&clock))?);
-    let refresher = consumers::connect(&cfg.kubernetes).await;
+    let kube = consumers::client(&cfg.kubernetes).await;
+    let refresher = kube
+        .clone()
+        .map(|c| -> Arc<dyn consumers::ConsumerRefresh> {
+            Arc::new(consumers::KubeConsumers::new(c))
+        });
+    let cert_manager = kube.map(|c| -> Arc<dyn certs::CertManager> {
+        Arc::new(sre_adapter_kube::CertificateStatus::new(c))
+    });
     let mut registry = telemetry::metrics_registry();
     let metrics = RotationMetrics::register(&mut registry);
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     tracing::info!(listen = %cfg.listen, openbao = %cfg.openbao.address,
         secrets = secrets.len(), tick = ?cfg.tick, "rotation controller up");
     let controller = Controller::new(store, secrets, clock, metrics, cfg.tick)
-        .with_certificates(cfg.certificates.clone())
+        .with_certificates(cfg.certificates.clone(), cert_manager)
         .with_lease_renewal(cfg.lease_renewals())
         .with_consumers(refresher, cfg.kubernetes.restart_window);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

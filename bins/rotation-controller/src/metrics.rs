@@ -8,8 +8,18 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use sre_core::telemetry::Registry;
-use sre_rotation::config::CertificateSpec;
-use sre_rotation::expiry::{ExpiryStatus, expiry_report};
+use sre_rotation::expiry::{ExpiryStatus, Validity, expiry_report};
+use std::time::Duration;
+
+/// The `status` of a certificate whose source could not be read this tick.
+const UNREADABLE: &str = "unreadable";
+/// Every `status` label of `certificate_expiry_status`, for the one-hot gauge.
+const CERT_STATUS_LABELS: [&str; 4] = [
+    ExpiryStatus::Ok.label(),
+    ExpiryStatus::Warn.label(),
+    ExpiryStatus::Expired.label(),
+    UNREADABLE,
+];
 use sre_rotation::status::{RESULT_LABELS, StatusRow};
 
 type Labels = Vec<(String, String)>;
@@ -109,7 +119,7 @@ impl RotationMetrics {
         );
         sub.register(
             "certificate_expiry_status",
-            "1 for where an observed certificate stands (ok, warn, expired)",
+            "1 for where an observed certificate stands (ok, warn, expired, unreadable)",
             m.expiry_status.clone(),
         );
         sub.register(
@@ -181,23 +191,37 @@ impl RotationMetrics {
             .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
     }
 
-    /// Sets the age and expiry gauges of an observe-only secret (SPIRE, cert-manager
-    /// rotate it; the alert rule fires on `status="warn"` or `"expired"`). Call after
+    /// Sets the age and expiry gauges of an observe-only secret from what its source
+    /// said this tick (SPIRE, cert-manager rotate it; the alert rules fire on
+    /// `status="warn"`, `"expired"` or `"unreadable"`). An unreadable source removes the
+    /// expiry and age rather than leave a stale date that looks healthy. Call after
     /// [`observe`](Self::observe), which knows no age for these classes.
-    pub fn observe_certificate(&self, name: &str, cert: &CertificateSpec, now: DateTime<Utc>) {
+    pub fn observe_certificate(
+        &self,
+        name: &str,
+        observed: &Result<Validity, String>,
+        alert_before: Duration,
+        now: DateTime<Utc>,
+    ) {
         let l = secret(name);
-        self.expiry
-            .get_or_create(&l)
-            .set(cert.not_after.timestamp());
-        if let Some(age) = cert.not_before.and_then(|nb| (now - nb).to_std().ok()) {
-            self.age
-                .get_or_create(&l)
-                .set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
-        }
-        let status = expiry_report(now, cert.not_after, cert.alert_before);
-        for s in [ExpiryStatus::Ok, ExpiryStatus::Warn, ExpiryStatus::Expired] {
+        let status = if let Ok(v) = observed {
+            self.expiry.get_or_create(&l).set(v.not_after.timestamp());
+            if let Some(age) = v.not_before.and_then(|nb| (now - nb).to_std().ok()) {
+                self.age
+                    .get_or_create(&l)
+                    .set(i64::try_from(age.as_secs()).unwrap_or(i64::MAX));
+            } else {
+                self.age.remove(&l);
+            }
+            expiry_report(now, v.not_after, alert_before).label()
+        } else {
+            self.expiry.remove(&l);
+            self.age.remove(&l);
+            UNREADABLE
+        };
+        for s in CERT_STATUS_LABELS {
             self.expiry_status
-                .get_or_create(&secret_status(name, s.label()))
+                .get_or_create(&secret_status(name, s))
                 .set(i64::from(s == status));
         }
     }
@@ -299,12 +323,12 @@ mod tests {
         let mut reg = sre_core::telemetry::metrics_registry();
         let m = RotationMetrics::register(&mut reg);
         let t = |s: i64| chrono::DateTime::from_timestamp(1_767_225_600 + s, 0).unwrap_or_default();
-        let cert = CertificateSpec {
+        let cert = Ok(Validity {
             not_after: t(1000),
             not_before: Some(t(0)),
-            alert_before: Duration::from_secs(100),
-        };
-        m.observe_certificate("ingress", &cert, t(950));
+        });
+        let lead = Duration::from_secs(100);
+        m.observe_certificate("ingress", &cert, lead, t(950));
         let text = sre_core::telemetry::render_metrics(&reg).unwrap_or_default();
         for line in [
             "sre_rotation_certificate_expiry_timestamp_seconds{secret=\"ingress\"} 1767226600",
@@ -314,11 +338,28 @@ mod tests {
         ] {
             assert!(text.contains(line), "missing {line}:\n{text}");
         }
-        m.observe_certificate("ingress", &cert, t(1000));
+        m.observe_certificate("ingress", &cert, lead, t(1000));
         let text = sre_core::telemetry::render_metrics(&reg).unwrap_or_default();
         assert!(text.contains(
             "sre_rotation_certificate_expiry_status{secret=\"ingress\",status=\"expired\"} 1"
         ));
+        // The source cannot be read any more: no stale date, and the status says so.
+        m.observe_certificate("ingress", &Err("gone".into()), lead, t(1001));
+        let text = sre_core::telemetry::render_metrics(&reg).unwrap_or_default();
+        assert!(text.contains(
+            "sre_rotation_certificate_expiry_status{secret=\"ingress\",status=\"unreadable\"} 1"
+        ));
+        assert!(text.contains(
+            "sre_rotation_certificate_expiry_status{secret=\"ingress\",status=\"expired\"} 0"
+        ));
+        assert!(
+            !text.contains("sre_rotation_certificate_expiry_timestamp_seconds{"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("sre_rotation_secret_age_seconds{secret=\"ingress\"}"),
+            "{text}"
+        );
     }
 
     #[test]

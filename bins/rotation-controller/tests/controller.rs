@@ -55,6 +55,19 @@ async fn the_controller_rotates_on_schedule_and_exports_metrics() {
     let dir = tempfile::tempdir().expect("tempdir");
     let token_file = dir.path().join("token");
     std::fs::write(&token_file, test_env("SRE_TEST_BAO_TOKEN")).expect("token file");
+    // An SVID as spiffe-helper would leave it: a real certificate, valid for one day,
+    // so inside the 2-day alert lead time.
+    let svid = dir.path().join("svid.pem");
+    let made = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "ed25519", "-nodes", "-days", "1"])
+        .args(["-subj", "/CN=console", "-keyout"])
+        .arg(dir.path().join("svid-key.pem"))
+        .arg("-out")
+        .arg(&svid)
+        .stderr(Stdio::null())
+        .status()
+        .expect("openssl (installed by cargo xtask test)");
+    assert!(made.success(), "openssl made the SVID");
     let config = dir.path().join("rotation.yaml");
     std::fs::write(
         &config,
@@ -72,10 +85,14 @@ inventory:
       overlap: 1s
       owner: team-billing
       consumers: [deployment/billing/api]
+    - {{ name: console-svid, class: svid, path: spire/console, overlap: 0s, owner: platform }}
 targets:
   billing-db: {{ kind: postgres_dynamic, database_mount: {mount}, role: app, host: '{host}', port: {pg},
                 lease_increment: 90m }}
+certificates:
+  console-svid: {{ pem_file: '{svid}', alert_before: 2d }}
 ",
+            svid = svid.display(),
             addr = test_env("SRE_TEST_BAO_ADDR"),
             token = token_file.display(),
             host = test_env("SRE_TEST_PG_HOST"),
@@ -88,11 +105,22 @@ targets:
             .arg("--config")
             .arg(&config)
             .env_remove("SRE_ROTATION_BAO_TOKEN")
+            .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
             .expect("start rotation-controller"),
     );
+    // Drain stderr while the controller runs: an unread pipe fills up and blocks the
+    // controller on its next log line.
+    let drained = child.0.stderr.take().map(|mut err| {
+        std::thread::spawn(move || {
+            use std::io::Read as _;
+            let mut logs = String::new();
+            let _ = err.read_to_string(&mut logs);
+            logs
+        })
+    });
 
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}");
@@ -164,6 +192,24 @@ targets:
         left.is_some_and(|s| s > 3600.0 && s <= 5400.0),
         "lease left {left:?}:\n{text}"
     );
+    // The SVID was read from its file: expiry about a day from now, inside the lead time.
+    let expiry = sample(
+        &text,
+        "sre_rotation_certificate_expiry_timestamp_seconds{secret=\"console-svid\"} ",
+    )
+    .expect("svid expiry");
+    assert!(
+        (now + 86_300.0..=now + 86_500.0).contains(&expiry),
+        "svid expiry {expiry} vs now {now}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "sre_rotation_certificate_expiry_status{secret=\"console-svid\",status=\"warn\"} "
+        ),
+        Some(1.0),
+        "{text}"
+    );
     assert!(
         !text.contains(&test_env("SRE_TEST_BAO_TOKEN")),
         "no token in metrics"
@@ -229,11 +275,7 @@ targets:
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     };
-    let mut logs = String::new();
-    if let Some(mut err) = child.0.stderr.take() {
-        use std::io::Read as _;
-        let _ = err.read_to_string(&mut logs);
-    }
+    let logs = drained.and_then(|t| t.join().ok()).unwrap_or_default();
     assert!(
         status.is_some_and(|s| s.success()),
         "exit {status:?}:\n{logs}"

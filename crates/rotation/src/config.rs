@@ -48,29 +48,54 @@ pub struct RawRotationConfig {
     pub jwks: Option<RawJwks>,
 }
 
-/// What is known about a certificate that SPIRE or cert-manager rotates, as written.
-/// The times come from the config (or a later Kubernetes reader): no X.509 parser is in
-/// the dependency tree, and adding one for two fields is not worth it yet.
+/// Where the controller reads a certificate that SPIRE or cert-manager rotates, as
+/// written: exactly one of `pem_file`, `cert_manager` or `not_after`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCertificate {
-    /// `notAfter`, RFC 3339.
-    pub not_after: String,
-    /// `notBefore` (issue time), RFC 3339; gives the age metric.
+    /// A PEM file the rotating system rewrites (SPIRE's `svid.pem` written by
+    /// spiffe-helper, a mounted `tls.crt`): re-read every tick, the first certificate
+    /// (the leaf) counts.
+    #[serde(default)]
+    pub pem_file: Option<String>,
+    /// A cert-manager `Certificate` as `namespace/name`: its `status.notBefore` /
+    /// `status.notAfter`, read every tick through the Kubernetes API (`get` on
+    /// `certificates.cert-manager.io`, never the private key's Secret).
+    #[serde(default)]
+    pub cert_manager: Option<String>,
+    /// A declared `notAfter`, RFC 3339, for a certificate nothing here can read (it
+    /// does not move when the certificate is renewed: prefer the two sources above).
+    #[serde(default)]
+    pub not_after: Option<String>,
+    /// With `not_after`: the declared `notBefore` (issue time), RFC 3339; gives the age.
     #[serde(default)]
     pub not_before: Option<String>,
-    /// How long before `not_after` to alert (default `7d`).
+    /// How long before `notAfter` to alert (default `7d`).
     #[serde(default)]
     pub alert_before: Option<String>,
+}
+
+/// Where an observed certificate's validity comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertSource {
+    /// Re-read and parsed ([`crate::x509::parse_pem`]) every tick.
+    PemFile(std::path::PathBuf),
+    /// A cert-manager `Certificate`'s status, read every tick.
+    CertManager {
+        /// Namespace of the `Certificate`.
+        namespace: String,
+        /// Its name.
+        name: String,
+    },
+    /// Fixed in the config.
+    Declared(crate::expiry::Validity),
 }
 
 /// A validated certificate entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CertificateSpec {
-    /// End of validity.
-    pub not_after: chrono::DateTime<chrono::Utc>,
-    /// Start of validity, if known.
-    pub not_before: Option<chrono::DateTime<chrono::Utc>>,
+    /// Where its validity is read.
+    pub source: CertSource,
     /// Alert lead time.
     pub alert_before: Duration,
 }
@@ -627,10 +652,53 @@ fn certificates(
                 "no svid or tls secret of that name in the inventory",
             ));
         }
-        let not_after = time(errs, at("not_after"), &c.not_after);
-        let not_before = match c.not_before.as_deref() {
-            None => Some(None),
-            Some(t) => time(errs, at("not_before"), t).map(Some),
+        if c.not_before.is_some() && c.not_after.is_none() {
+            errs.push(ConfigError::new(
+                at("not_before"),
+                "only with not_after (a file or cert-manager source says it itself)",
+            ));
+        }
+        let source = match (c.pem_file, c.cert_manager, c.not_after) {
+            (Some(file), None, None) if file.trim().is_empty() => {
+                errs.push(ConfigError::new(at("pem_file"), "empty path"));
+                None
+            }
+            (Some(file), None, None) => Some(CertSource::PemFile(file.into())),
+            (None, Some(cm), None) => match cm.split_once('/') {
+                Some((ns, n)) if !ns.is_empty() && !n.is_empty() && !n.contains('/') => {
+                    Some(CertSource::CertManager {
+                        namespace: ns.into(),
+                        name: n.into(),
+                    })
+                }
+                _ => {
+                    errs.push(ConfigError::new(
+                        at("cert_manager"),
+                        format!("{cm:?}: expected namespace/name"),
+                    ));
+                    None
+                }
+            },
+            (None, None, Some(not_after)) => {
+                let not_after = time(errs, at("not_after"), &not_after);
+                let not_before = match c.not_before.as_deref() {
+                    None => Some(None),
+                    Some(t) => time(errs, at("not_before"), t).map(Some),
+                };
+                not_after.zip(not_before).map(|(not_after, not_before)| {
+                    CertSource::Declared(crate::expiry::Validity {
+                        not_before,
+                        not_after,
+                    })
+                })
+            }
+            _ => {
+                errs.push(ConfigError::new(
+                    format!("certificates.{name}"),
+                    "give exactly one of pem_file, cert_manager or not_after",
+                ));
+                None
+            }
         };
         let lead = c.alert_before.as_deref().unwrap_or("7d");
         let alert_before = humantime::parse_duration(lead)
@@ -641,14 +709,11 @@ fn certificates(
                 ));
             })
             .ok();
-        if let (Some(not_after), Some(alert_before), Some(not_before)) =
-            (not_after, alert_before, not_before)
-        {
+        if let (Some(source), Some(alert_before)) = (source, alert_before) {
             out.insert(
                 name,
                 CertificateSpec {
-                    not_after,
-                    not_before,
+                    source,
                     alert_before,
                 },
             );
@@ -767,6 +832,16 @@ impl Validate for RawRotationConfig {
             &targets,
             &mut errs,
         );
+        if !kubernetes.enabled {
+            for (name, c) in &certificates {
+                if matches!(c.source, CertSource::CertManager { .. }) {
+                    errs.push(ConfigError::new(
+                        format!("certificates.{name}.cert_manager"),
+                        "needs kubernetes.enabled: true (cert-manager is read through the Kubernetes API)",
+                    ));
+                }
+            }
+        }
         if !errs.is_empty() {
             return Err(errs);
         }
@@ -1106,8 +1181,11 @@ certificates:
         );
         let c = &cfg.certificates["ingress"];
         assert_eq!(c.alert_before, Duration::from_hours(14 * 24));
-        assert_eq!(c.not_after.to_rfc3339(), "2027-01-01T00:00:00+00:00");
-        assert_eq!(c.not_before, None);
+        assert!(
+            matches!(&c.source, CertSource::Declared(v)
+                if v.not_after.to_rfc3339() == "2027-01-01T00:00:00+00:00" && v.not_before.is_none()),
+            "{c:?}"
+        );
 
         let err = load(
             "
@@ -1146,6 +1224,83 @@ inventory:
     - { name: jwt, class: jwt_key, path: keys/jwt, max_age: 30d, overlap: 1d, owner: sec,
         consumers: [deployment/a/b], approval: { approvers: [so], expires_after: 1d } }
 ";
+
+    #[test]
+    fn certificate_sources_are_files_cert_manager_or_declared_and_exactly_one() {
+        let cfg = load(
+            "
+openbao: { address: 'http://bao:8200' }
+inventory:
+  secrets:
+    - { name: svid, class: svid, path: spire/console, overlap: 0s, owner: platform }
+    - { name: ingress, class: tls, path: tls/ingress, overlap: 0s, owner: platform }
+certificates:
+  svid: { pem_file: /run/spire/svid.pem, alert_before: 10m }
+  ingress: { cert_manager: catalyst-system/ingress-tls }
+kubernetes: { enabled: true }
+",
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert_eq!(
+            cfg.certificates["svid"].source,
+            CertSource::PemFile("/run/spire/svid.pem".into())
+        );
+        assert_eq!(
+            cfg.certificates["svid"].alert_before,
+            Duration::from_mins(10)
+        );
+        assert_eq!(
+            cfg.certificates["ingress"].source,
+            CertSource::CertManager {
+                namespace: "catalyst-system".into(),
+                name: "ingress-tls".into()
+            }
+        );
+        assert_eq!(
+            cfg.certificates["ingress"].alert_before,
+            Duration::from_hours(7 * 24)
+        );
+
+        let err = load(
+            "
+openbao: { address: 'http://bao:8200' }
+inventory:
+  secrets:
+    - { name: a, class: tls, path: tls/a, overlap: 0s, owner: o }
+    - { name: b, class: tls, path: tls/b, overlap: 0s, owner: o }
+    - { name: c, class: tls, path: tls/c, overlap: 0s, owner: o }
+    - { name: d, class: svid, path: tls/d, overlap: 0s, owner: o }
+certificates:
+  a: { pem_file: /x.pem, cert_manager: ns/x }
+  b: { cert_manager: just-a-name }
+  c: { alert_before: 1d }
+  d: { pem_file: /d.pem, not_before: '2026-01-01T00:00:00Z' }
+",
+        )
+        .expect_err("invalid");
+        let paths: Vec<&str> = err.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "certificates.a",
+                "certificates.b.cert_manager",
+                "certificates.c",
+                "certificates.d.not_before",
+            ]
+        );
+        let err = load(
+            "
+openbao: { address: 'http://bao:8200' }
+inventory:
+  secrets:
+    - { name: a, class: tls, path: tls/a, overlap: 0s, owner: o }
+certificates:
+  a: { cert_manager: ns/a }
+",
+        )
+        .expect_err("no kube client to read it with");
+        assert_eq!(err[0].path, "certificates.a.cert_manager");
+    }
 
     #[test]
     fn static_generated_and_kms_targets_validate_with_defaults() {

@@ -5,6 +5,25 @@
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 
+/// What is known of one certificate's lifetime, wherever it was read (a PEM file, a
+/// cert-manager status, the config).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Validity {
+    /// Start of validity (the issue time), when the source says it: gives the age.
+    pub not_before: Option<DateTime<Utc>>,
+    /// End of validity.
+    pub not_after: DateTime<Utc>,
+}
+
+impl From<&crate::x509::CertValidity> for Validity {
+    fn from(v: &crate::x509::CertValidity) -> Self {
+        Self {
+            not_before: Some(v.not_before),
+            not_after: v.not_after,
+        }
+    }
+}
+
 /// How close a certificate is to its `not_after`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ExpiryStatus {
@@ -19,7 +38,7 @@ pub enum ExpiryStatus {
 impl ExpiryStatus {
     /// A stable label for metrics and the status table.
     #[must_use]
-    pub fn label(self) -> &'static str {
+    pub const fn label(self) -> &'static str {
         match self {
             Self::Ok => "ok",
             Self::Warn => "warn",

@@ -16,6 +16,7 @@ pub mod rewrap;
 pub mod run;
 pub mod state;
 pub mod status;
+pub mod x509;
 
 pub use error::Error;
 pub use model::{Inventory, ManagedSecret, RawInventory, SecretClass};
@@ -40,4 +41,4 @@ pub const STATUS: &str = "partial: inventory config, staged state machine (pure,
      through rotation_controller::ports; consumer refresh in the controller after every \
      promotion: ESO force-sync + Reloader-compatible rollouts coalesced per window, retirement \
      held until consumers moved (fake + kube mock API; no real-cluster test; without a kube \
-     client the metrics say no_kube_client); svid/tls expiry metrics from config";
+     client the metrics say no_kube_client); svid/tls observed from PEM files (x509 validity) or cert-manager Certificate status every tick";

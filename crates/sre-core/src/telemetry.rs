@@ -53,7 +53,13 @@ pub enum TelemetryError {
     Otlp(String),
 }
 
-/// Installs the global subscriber: `RUST_LOG` filter (default `info`), logs on stderr in
+/// The log filter without `RUST_LOG`: `info`, except vaultrs and its HTTP layer
+/// (rustify), which log every non-2xx answer at `error` — including the 404 of a secret
+/// not written yet, which the OpenBao adapter maps to a typed error that the caller
+/// reports (or expects). Their lines would bury real errors; `RUST_LOG` brings them back.
+pub const DEFAULT_FILTER: &str = "info,vaultrs=off,rustify=off";
+
+/// Installs the global subscriber: `RUST_LOG` filter (default [`DEFAULT_FILTER`]), logs on stderr in
 /// `format`, plus OTLP traces for `service` when built with `otlp` and
 /// `OTEL_EXPORTER_OTLP_ENDPOINT` is set.
 pub fn init(service: &'static str, format: LogFormat) -> Result<TelemetryGuard, TelemetryError> {
@@ -61,7 +67,7 @@ pub fn init(service: &'static str, format: LogFormat) -> Result<TelemetryGuard, 
         Ok(s) if !s.is_empty() => {
             EnvFilter::try_new(s).map_err(|e| TelemetryError::Filter(e.to_string()))?
         }
-        _ => EnvFilter::new("info"),
+        _ => EnvFilter::new(DEFAULT_FILTER),
     };
     let fmt_layer = match format {
         LogFormat::Json => tracing_subscriber::fmt::layer()

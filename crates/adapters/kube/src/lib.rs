@@ -6,6 +6,7 @@
 #![deny(missing_docs)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+mod certificates;
 mod error;
 mod fencing;
 mod lease;
@@ -18,6 +19,7 @@ mod stateful;
 mod traffic;
 mod workloads;
 
+pub use certificates::{CertificateStatus, IssuedValidity};
 pub use fencing::GENERATION_ANNOTATION;
 pub use lease::{KubeLeaseWitness, LEASE_RECORD_ANNOTATION, MANAGED_BY_LABEL};
 pub use mesh::{CiliumMeshConfig, CiliumMeshTraffic, GLOBAL_ANNOTATION, SHARED_ANNOTATION};

@@ -257,6 +257,12 @@ const ROTATION: &[Rule] = &[
         &[Patch],
         "reload.rs: Reloader-compatible template annotation rolls consumers out",
     ),
+    rule(
+        "cert-manager.io",
+        "certificates",
+        &[Get],
+        "certificates.rs: observe-only tls secrets read status.notBefore/notAfter",
+    ),
 ];
 
 /// The rules `binary` needs: the table `deploy/rbac/` is rendered from and [`permits`]
@@ -652,6 +658,10 @@ mod tests {
             "/apis/external-secrets.io/v1/namespaces/billing/externalsecrets/db",
         ),
         ("PATCH", "/apis/apps/v1/namespaces/billing/deployments/api"),
+        (
+            "GET",
+            "/apis/cert-manager.io/v1/namespaces/catalyst-system/certificates/ingress-tls",
+        ),
     ];
 
     /// One request each binary really sends for every granted verb (paths as the mock

@@ -1547,7 +1547,9 @@ async fn cluster_scale_round_trip_on_a_deployment_it_creates() {
 mod rotation_reload {
     use super::*;
     use chrono::{DateTime, Utc};
-    use sre_adapter_kube::{FORCE_SYNC_ANNOTATION, KubeReload, RELOADED_FROM_ANNOTATION};
+    use sre_adapter_kube::{
+        CertificateStatus, FORCE_SYNC_ANNOTATION, KubeReload, RELOADED_FROM_ANNOTATION,
+    };
     use std::collections::BTreeSet;
 
     const ES: &str = "/apis/external-secrets.io/v1/namespaces/billing/externalsecrets/db";
@@ -1631,5 +1633,80 @@ mod rotation_reload {
         })
         .await;
         assert!(matches!(out, Err(PortError::Rejected { .. })), "{out:?}");
+    }
+
+    const CERT: &str =
+        "/apis/cert-manager.io/v1/namespaces/catalyst-system/certificates/ingress-tls";
+
+    fn certificate(status: &Value) -> Value {
+        json!({
+            "apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+            "metadata": {"name": "ingress-tls", "namespace": "catalyst-system"},
+            "spec": {"secretName": "ingress-tls", "dnsNames": ["console.example"],
+                     "issuerRef": {"name": "ca", "kind": "ClusterIssuer"}},
+            "status": status
+        })
+    }
+
+    #[tokio::test]
+    async fn certificate_validity_is_read_from_cert_managers_status_only() {
+        // Status as cert-manager 1.15 writes it after issuance.
+        let status = json!({
+            "conditions": [{"type": "Ready", "status": "True", "reason": "Ready"}],
+            "notBefore": "2026-11-06T10:00:00Z", "notAfter": "2027-02-04T10:00:00Z",
+            "renewalTime": "2027-01-05T10:00:00Z", "revision": 3
+        });
+        let out = scenario(vec![get(CERT, certificate(&status))], |c| async move {
+            CertificateStatus::new(c)
+                .validity("catalyst-system", "ingress-tls")
+                .await
+        })
+        .await
+        .expect("validity");
+        assert_eq!(
+            out.not_before.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2026-11-06T10:00:00+00:00")
+        );
+        assert_eq!(out.not_after.to_rfc3339(), "2027-02-04T10:00:00+00:00");
+        assert_eq!(
+            out.renewal_time.map(|t| t.to_rfc3339()).as_deref(),
+            Some("2027-01-05T10:00:00+00:00")
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unissued_or_garbled_certificate_is_an_error_not_a_date() {
+        let pending = json!({"conditions": [{"type": "Issuing", "status": "True"}]});
+        let out = scenario(vec![get(CERT, certificate(&pending))], |c| async move {
+            CertificateStatus::new(c)
+                .validity("catalyst-system", "ingress-tls")
+                .await
+        })
+        .await;
+        assert!(
+            matches!(&out, Err(PortError::NotFound { what }) if what.contains("not issued")),
+            "{out:?}"
+        );
+        let garbled = json!({"notAfter": "next tuesday"});
+        let out = scenario(vec![get(CERT, certificate(&garbled))], |c| async move {
+            CertificateStatus::new(c)
+                .validity("catalyst-system", "ingress-tls")
+                .await
+        })
+        .await;
+        assert!(
+            matches!(&out, Err(PortError::Malformed { what, .. }) if what.ends_with("status.notAfter")),
+            "{out:?}"
+        );
+        let out = scenario(
+            vec![fail(Method::GET, CERT, 404, "NotFound")],
+            |c| async move {
+                CertificateStatus::new(c)
+                    .validity("catalyst-system", "ingress-tls")
+                    .await
+            },
+        )
+        .await;
+        assert!(matches!(out, Err(PortError::NotFound { .. })), "{out:?}");
     }
 }
