@@ -295,6 +295,7 @@ mod tests {
             last_message: None,
             approval: None,
             error: None,
+            certificate: None,
         }
     }
 

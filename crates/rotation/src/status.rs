@@ -37,6 +37,51 @@ pub struct StatusRow {
     pub approval: Option<String>,
     /// Why the state could not be read, when it could not.
     pub error: Option<String>,
+    /// For an observed certificate (svid, tls): what its source said, set by
+    /// [`StatusRow::with_certificate`].
+    pub certificate: Option<CertificateCell>,
+}
+
+/// What an observed certificate's source said, as the table shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CertificateCell {
+    /// Read: its expiry and where that stands.
+    Read {
+        /// `notAfter`.
+        not_after: DateTime<Utc>,
+        /// `ok`, `warn` or `expired` (see [`crate::expiry::ExpiryStatus`]).
+        status: crate::expiry::ExpiryStatus,
+    },
+    /// The source could not be read (file missing, cert-manager unreachable, ...).
+    Unreadable(String),
+}
+
+impl StatusRow {
+    /// Adds what the certificate's source said at `now` (`alert_before` ahead of
+    /// `notAfter` it is `warn`); the age becomes the certificate's own (since
+    /// `notBefore`), because no KV version of it is ever promoted here.
+    #[must_use]
+    pub fn with_certificate(
+        mut self,
+        observed: &Result<crate::expiry::Validity, String>,
+        alert_before: Duration,
+        now: DateTime<Utc>,
+    ) -> Self {
+        self.certificate = Some(match observed {
+            Ok(v) => {
+                self.age = v.not_before.and_then(|nb| (now - nb).to_std().ok());
+                CertificateCell::Read {
+                    not_after: v.not_after,
+                    status: crate::expiry::expiry_report(now, v.not_after, alert_before),
+                }
+            }
+            Err(e) => {
+                self.age = None;
+                CertificateCell::Unreadable(e.clone())
+            }
+        });
+        self
+    }
 }
 
 /// Every label value [`StatusRow::last_result`] can take, so that a metric can export
@@ -85,6 +130,7 @@ pub fn row(
         last_message,
         approval,
         error: None,
+        certificate: None,
     }
 }
 
@@ -104,6 +150,7 @@ pub fn unavailable_row(secret: &ManagedSecret, error: String) -> StatusRow {
         last_message: None,
         approval: None,
         error: Some(error),
+        certificate: None,
     }
 }
 
@@ -125,6 +172,21 @@ pub fn short_duration(d: Duration) -> String {
 }
 
 fn next_cell(r: &StatusRow, now: DateTime<Utc>) -> String {
+    match &r.certificate {
+        Some(CertificateCell::Read { not_after, status }) => {
+            let left = (*not_after - now).to_std().ok().map_or_else(
+                || "expired".to_owned(),
+                |d| format!("in {}", short_duration(d)),
+            );
+            return format!(
+                "renewed by its issuer; expires {} ({left}): {}",
+                not_after.format("%Y-%m-%d %H:%M:%SZ"),
+                status.label()
+            );
+        }
+        Some(CertificateCell::Unreadable(e)) => return format!("certificate unreadable: {e}"),
+        None => {}
+    }
     match (r.next_rotation, r.pending) {
         (_, Some(_)) => "in progress".to_owned(),
         (None, None) => "never".to_owned(),
@@ -426,6 +488,44 @@ mod tests {
         assert!(lines[2].contains("due now"), "{table}");
         assert!(
             lines[3].contains("unavailable: openbao unavailable"),
+            "{table}"
+        );
+    }
+
+    #[test]
+    fn observed_certificates_show_their_expiry_or_why_not() {
+        let tls = ManagedSecret {
+            name: "ingress".into(),
+            class: SecretClass::Tls,
+            cadence: Cadence::Never,
+            ..hourly()
+        };
+        let valid = crate::expiry::Validity {
+            not_before: Some(t(0)),
+            not_after: t(86_400),
+        };
+        let lead = Duration::from_hours(48);
+        let read = row(&tls, &RotationState::new(), None, t(600)).with_certificate(
+            &Ok(valid),
+            lead,
+            t(600),
+        );
+        assert_eq!(read.age, Some(Duration::from_mins(10)));
+        let gone = row(&tls, &RotationState::new(), None, t(600)).with_certificate(
+            &Err("/run/spire/svid.pem: No such file or directory".into()),
+            lead,
+            t(600),
+        );
+        assert_eq!(gone.age, None);
+        let table = render_table(&[read, gone], t(600));
+        let lines: Vec<&str> = table.lines().collect();
+        assert!(
+            lines[1].contains("expires 2026-01-02 00:00:00Z (in 23h 50m): warn"),
+            "{table}"
+        );
+        assert!(lines[1].contains("10m 0s"), "{table}");
+        assert!(
+            lines[2].contains("certificate unreadable: /run/spire/svid.pem: No such file"),
             "{table}"
         );
     }
