@@ -220,7 +220,7 @@ pub fn remediation(args: &[String]) -> Result<i32> {
     fs::write(&script, lua_script(&body, &token)).ctx("writing the wrk script")?;
 
     println!(
-        "wrk: 2 threads, {conns} connections, {secs} s per server, POST /alerts ({} bytes, \
+        "wrk: 2 threads, {conns} connections, {secs} s per server, POST /webhook/alertmanager ({} bytes, \
          Alertmanager 0.25 payload), loopback",
         body.len()
     );
@@ -240,7 +240,7 @@ pub fn remediation(args: &[String]) -> Result<i32> {
             let r = run_wrk(
                 &wrk,
                 &script,
-                &format!("http://{}/alerts", server.addr),
+                &format!("http://{}/webhook/alertmanager", server.addr),
                 secs,
                 conns,
             )?;
@@ -636,7 +636,7 @@ mod tests {
     use super::*;
 
     const REPORT: &str = "\
-Running 10s test @ http://127.0.0.1:40000/alerts
+Running 10s test @ http://127.0.0.1:40000/webhook/alertmanager
   2 threads and 32 connections
   Thread Stats   Avg      Stdev     Max   +/- Stdev
     Latency   410.12us  300.01us  12.00ms   90.00%

@@ -76,7 +76,7 @@ route:
 receivers:
   - name: sre-test-webhook
     webhook_configs:
-      - url: http://127.0.0.1:{webhook_port}/alerts
+      - url: http://127.0.0.1:{webhook_port}/webhook/alertmanager
         send_resolved: true
         http_config:
           authorization:
@@ -176,7 +176,7 @@ mod tests {
     #[test]
     fn alerting_configs_point_at_each_other() {
         let am = alertmanager_yml(4000, "0a1b2c");
-        assert!(am.contains("url: http://127.0.0.1:4000/alerts"));
+        assert!(am.contains("url: http://127.0.0.1:4000/webhook/alertmanager\n"));
         assert!(
             am.contains(
                 "        http_config:\n          authorization:\n            type: Bearer\n            credentials: 0a1b2c\n"

@@ -113,7 +113,7 @@ fn app(
 
 fn bare() -> Router {
     Router::new().route(
-        "/alerts",
+        "/webhook/alertmanager",
         post(|body: Bytes| async move {
             let _ = body.len();
             (

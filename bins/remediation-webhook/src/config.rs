@@ -969,7 +969,10 @@ redeliver:
             "default backoff: 1 s doubling"
         );
         let err = yaml(
-            "milvus: {url: 'milvus:19530', db_name: ''}
+            "milvus:
+  url: 'milvus:19530'
+  db_name: ''
+  index_params: {docs: {vec: {index_type: HNSW, metric_type: L2, params: {M: 16}}}}
 redeliver: {url_template: 'http://x/${hook}', backoff: {factor: 0}}
 ",
             &[],
@@ -981,6 +984,7 @@ redeliver: {url_template: 'http://x/${hook}', backoff: {factor: 0}}
             [
                 "milvus.url",
                 "milvus.db_name",
+                "milvus.index_params.docs.vec.params.efConstruction",
                 "redeliver.url_template",
                 "redeliver.backoff.factor"
             ],

@@ -5,7 +5,7 @@
 //! the NATS token or password) come from files or the environment, never from the
 //! config file, so the config can be kept in Git.
 
-use crate::milvus::MilvusIndexes;
+use crate::milvus::{IndexParams, MilvusIndexes, RawIndexParamsMap, check_index_params};
 use crate::redeliver::{HttpRedelivery, check_template};
 use crate::server::TokioSleeper;
 use serde::Deserialize;
@@ -74,6 +74,9 @@ pub struct RawMilvus {
     db_name: String,
     #[serde(default = "d_milvus_timeout", with = "humantime_serde")]
     timeout: Duration,
+    /// Build parameters of the indexes Milvus' describe does not report them for.
+    #[serde(default)]
+    index_params: RawIndexParamsMap,
 }
 
 /// `redeliver:` as written.
@@ -116,6 +119,7 @@ impl Default for RawBackoff {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct MilvusSettings {
     raw: RawMilvus,
+    index_params: IndexParams,
 }
 
 /// Validated `redeliver:` settings (the token is still to be read).
@@ -138,8 +142,9 @@ impl RedeliverSettings {
     }
 }
 
-/// Checks `milvus:`: an http(s) URL, a database name, a timeout above zero.
-pub fn check_milvus(raw: RawMilvus, errs: &mut Vec<ConfigError>) -> MilvusSettings {
+/// Checks `milvus:`: an http(s) URL, a database name, a timeout above zero, and
+/// `index_params` entries a rebuild can use (see [`check_index_params`]).
+pub fn check_milvus(mut raw: RawMilvus, errs: &mut Vec<ConfigError>) -> MilvusSettings {
     http_url("milvus.url", &raw.url, errs);
     if raw.db_name.trim().is_empty() {
         errs.push(ConfigError::new("milvus.db_name", "must not be empty"));
@@ -147,7 +152,8 @@ pub fn check_milvus(raw: RawMilvus, errs: &mut Vec<ConfigError>) -> MilvusSettin
     if raw.timeout.is_zero() {
         errs.push(ConfigError::new("milvus.timeout", "must be above zero"));
     }
-    MilvusSettings { raw }
+    let index_params = check_index_params(std::mem::take(&mut raw.index_params), errs);
+    MilvusSettings { raw, index_params }
 }
 
 /// Checks `redeliver:`: a template with known placeholders that makes an http(s) URL, a
@@ -398,11 +404,13 @@ pub fn add_app_executors(
     milvus: Option<&MilvusSettings>,
     redeliver: Option<&RedeliverSettings>,
 ) -> anyhow::Result<()> {
-    if let Some(m) = milvus.map(|m| &m.raw) {
+    if let Some(s) = milvus {
+        let m = &s.raw;
         let t = token(m.token_file.as_ref(), MILVUS_TOKEN_ENV, "milvus")?;
-        ex.vector_indexes = Some(Arc::new(MilvusIndexes::new(
-            &m.url, &t, &m.db_name, m.timeout,
-        )?));
+        ex.vector_indexes = Some(Arc::new(
+            MilvusIndexes::new(&m.url, &t, &m.db_name, m.timeout)?
+                .with_index_params(s.index_params.clone()),
+        ));
     }
     if let Some(r) = redeliver {
         let t = token(r.raw.token_file.as_ref(), REDELIVER_TOKEN_ENV, "redeliver")?;

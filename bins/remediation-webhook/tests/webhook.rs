@@ -313,7 +313,8 @@ async fn webhook_plans_real_alertmanager_payloads_and_refuses_bad_requests() {
 }
 
 /// The always-firing rule of the test Prometheus, routed by the test Alertmanager to
-/// `127.0.0.1:$SRE_TEST_WEBHOOK_PORT/alerts` with `Authorization: Bearer
+/// `127.0.0.1:$SRE_TEST_WEBHOOK_PORT/webhook/alertmanager` (`/alerts` from services
+/// started before that change; the server serves both) with `Authorization: Bearer
 /// $SRE_TEST_WEBHOOK_TOKEN` (both written by `cargo xtask services up`). The only test that
 /// binds that port.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

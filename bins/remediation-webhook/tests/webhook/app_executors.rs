@@ -8,20 +8,25 @@
 //!   answers like Milvus: HTTP 200 with `{"code": 0, "data": ...}` or a non-zero `code`
 //!   and `message` (1800 bad token, 100 no collection, 700 no index, 1100 bad
 //!   parameters), HTTP 401 for a missing or expired token. Its describe reports type and
-//!   metric but no build parameters, as Milvus' REST API does.
+//!   metric but no build parameters, as Milvus' REST API does, so an `HNSW` index is
+//!   rebuilt only with the parameters of the webhook's `milvus.index_params` (loaded
+//!   and wired as `main` does), and refused before any change when they are missing or
+//!   written for another metric.
 //! - `retry_with_backoff` against an application endpoint that fails a given number of
 //!   times with 503 before it accepts, or refuses a wrong token with 401; the backoff's
 //!   waits are recorded by the injected sleeper instead of slept.
 
 use super::{Advance, Always, TOKEN, deliver, fixture, policy};
 use axum::http::{HeaderMap, StatusCode};
-use remediation_webhook::config::BearerToken;
+use remediation_webhook::config::{BearerToken, ENV_PREFIX, RawConfig};
 use remediation_webhook::milvus::MilvusIndexes;
+use remediation_webhook::platform::add_app_executors;
 use remediation_webhook::redeliver::HttpRedelivery;
 use remediation_webhook::server::{AppState, Ports, Settings, Verifier, start};
 use serde_json::{Value, json};
 use sre_core::ManualClock;
 use sre_core::PortError;
+use sre_core::config::{EnvOverrides, Format, Source, load};
 use sre_core::guard::{Backoff, Jitter};
 use sre_remediation::actions::{CollectionRef, Mode, VectorIndexes, WebhookRef};
 use sre_remediation::execute::Executors;
@@ -451,7 +456,9 @@ async fn milvus_dry_runs_refusals_and_error_codes_map_to_typed_errors() {
         .await
         .expect_err("build parameters unknown");
     assert!(
-        matches!(&err, PortError::Rejected { message, .. } if message.contains("HNSW") && message.contains("nothing was changed")),
+        matches!(&err, PortError::Rejected { message, .. } if message.contains("HNSW")
+            && message.contains("milvus.index_params.hnsw.vec")
+            && message.contains("nothing was changed")),
         "{err}"
     );
     assert_eq!(
@@ -505,6 +512,126 @@ async fn milvus_dry_runs_refusals_and_error_codes_map_to_typed_errors() {
         1,
         "only the scalar index is left"
     );
+}
+
+/// The executors of a webhook config whose `milvus:` section points at `base` with
+/// `index_params` (flow YAML), loaded, validated and wired as `main` does; the token
+/// comes from a file.
+fn configured_milvus(base: &str, index_params: &str) -> Executors {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token = dir.path().join("milvus-token");
+    std::fs::write(&token, format!("{MILVUS_TOKEN}\n")).expect("write token");
+    let config = load::<RawConfig>(
+        &Source::Text {
+            name: "remediation.yaml".into(),
+            text: format!(
+                "milvus:\n  url: '{base}'\n  token_file: {}\n  index_params: {index_params}\n",
+                token.display()
+            ),
+            format: Format::Yaml,
+        },
+        &EnvOverrides::with_prefix(ENV_PREFIX),
+        Vec::new(),
+    )
+    .expect("valid config");
+    let mut ex = Executors::default();
+    add_app_executors(&mut ex, config.milvus.as_ref(), None).expect("wires");
+    ex
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_build_parameters_rebuild_an_hnsw_index_with_exactly_those_parameters() {
+    let (milvus, state) = fake_milvus().await;
+    let base = app_webhook(configured_milvus(
+        &milvus,
+        "{hnsw: {vec: {index_type: HNSW, metric_type: L2, params: {M: 16, efConstruction: 200}}}}",
+    ))
+    .await;
+
+    let run = deliver(
+        &base,
+        delivery(
+            "MilvusQuerySlow",
+            &[("namespace", "ai-hub"), ("collection_name", "hnsw")],
+            "b2c3d4e5f6071829",
+        ),
+    )
+    .await;
+    let entry = &run["plan"][0];
+    assert_eq!(entry["execution"]["result"], "executed", "{entry}");
+    let outcome = &entry["execution"]["outcome"];
+    assert!(
+        outcome["detail"].as_str().is_some_and(
+            |d| d.contains("build parameters of vec from milvus.index_params.hnsw.vec")
+        ),
+        "{entry}"
+    );
+    let built = json!({"fieldName": "embedding", "indexName": "vec", "indexType": "HNSW",
+                       "metricType": "L2", "params": {"M": 16, "efConstruction": 200}});
+    let before: Value =
+        serde_json::from_str(outcome["before"].as_str().expect("before")).expect("JSON");
+    assert_eq!(
+        before,
+        json!([built]),
+        "the record holds the configured parameters"
+    );
+
+    let s = state.lock().expect("lock");
+    assert_eq!(
+        s.calls,
+        [
+            "indexes/list hnsw",
+            "indexes/describe hnsw vec",
+            "collections/release hnsw",
+            "indexes/drop hnsw vec",
+            "indexes/create hnsw vec",
+            "collections/load hnsw",
+        ]
+    );
+    // The stand-in keeps each create entry as it was sent: the body carried exactly the
+    // configured parameters, nothing added or left out.
+    assert_eq!(s.collections["hnsw"].indexes, [built]);
+    assert!(s.collections["hnsw"].loaded);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn configured_parameters_for_another_metric_are_refused_before_any_change() {
+    let (milvus, state) = fake_milvus().await;
+    // Keyed by field name, written for COSINE; the index is L2.
+    let ex = configured_milvus(
+        &milvus,
+        "{hnsw: {embedding: {index_type: HNSW, metric_type: COSINE, params: {M: 16, efConstruction: 200}}}}",
+    );
+    let port = ex.vector_indexes.expect("milvus executor");
+    let hnsw = CollectionRef::new(Some("ai-hub"), "hnsw");
+    for mode in [Mode::DryRun, Mode::Apply] {
+        let err = port
+            .rebuild_index(&hnsw, mode)
+            .await
+            .expect_err("metric differs");
+        assert!(
+            matches!(&err, PortError::Rejected { message, .. }
+                if message.contains("metric L2")
+                    && message.contains("milvus.index_params.hnsw.embedding says COSINE")
+                    && message.ends_with("nothing was changed")),
+            "{err}"
+        );
+    }
+    let s = state.lock().expect("lock");
+    assert_eq!(
+        s.calls,
+        [
+            "indexes/list hnsw",
+            "indexes/describe hnsw vec",
+            "indexes/list hnsw",
+            "indexes/describe hnsw vec"
+        ],
+        "no release, no drop"
+    );
+    let mut original = index("embedding", "vec", "HNSW", "L2");
+    original["params"] = json!({"M": 16, "efConstruction": 200});
+    assert_eq!(s.collections["hnsw"].indexes, [original]);
+    assert!(s.collections["hnsw"].loaded);
 }
 
 /// What the application's redelivery endpoint received: path, `Authorization`, body.
