@@ -1,8 +1,8 @@
 //! The `rotation-controller` binary against the real OpenBao and PostgreSQL from `cargo
 //! xtask services up`: with a 2 s `max_age` it rotates dynamic database credentials on
 //! its own, `/metrics` shows the rotations per secret and the renewed lease of the
-//! current credential, that credential logs in, and SIGTERM stops it cleanly. Every
-//! wait is bounded.
+//! current credential, that credential logs in, a secret without consumers is warned
+//! about in the JSON logs, and SIGTERM stops it cleanly. Every wait is bounded.
 
 use sre_adapter_openbao::BaoSecretStore;
 use sre_adapter_openbao::testing::{dynamic_db_engine, shared_config, unique};
@@ -86,6 +86,9 @@ inventory:
       owner: team-billing
       consumers: [deployment/billing/api]
     - {{ name: console-svid, class: svid, path: spire/console, overlap: 0s, owner: platform }}
+    # No consumers and no target: only reported, and warned about at start.
+    - {{ name: orphan-token, class: api_token, path: {path}-orphan, max_age: 30d, overlap: 1h,
+        owner: team-api }}
 targets:
   billing-db: {{ kind: postgres_dynamic, database_mount: {mount}, role: app, host: '{host}', port: {pg},
                 lease_increment: 90m }}
@@ -286,6 +289,27 @@ certificates:
     );
     let first = logs.lines().next().unwrap_or_default();
     assert!(first.starts_with('{'), "JSON logs: {first}");
+    // The config warning for the secret without consumers, as a JSON WARN line that
+    // names it; the SVID (observe-only) and billing-db (has consumers) get none.
+    let no_consumers: Vec<serde_json::Value> = logs
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|v| {
+            v["fields"]["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("has no consumers listed"))
+        })
+        .collect();
+    assert_eq!(no_consumers.len(), 1, "one warning:\n{logs}");
+    let warn = &no_consumers[0];
+    assert_eq!(warn["level"], "WARN", "{warn}");
+    assert_eq!(warn["fields"]["path"], "secrets[2].consumers", "{warn}");
+    assert!(
+        warn["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("secret \"orphan-token\" has no consumers listed")),
+        "{warn}"
+    );
 }
 
 /// Serves `router` on a free local port; the server task ends with the test runtime.

@@ -99,6 +99,16 @@ pub fn run(args: &RotationArgs) -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    // Warnings (a secret without consumers) do not stop anything, but the operator who
+    // looks at or rotates secrets is the one who can fix the file: say them here.
+    if matches!(
+        args.command,
+        RotationCommand::Status | RotationCommand::Rotate { .. }
+    ) {
+        for w in &cfg.inventory.warnings {
+            eprintln!("warning: {w}");
+        }
+    }
     rt.block_on(async {
         match &args.command {
             RotationCommand::Status => status_table(&cfg, &store).await,
@@ -111,9 +121,6 @@ pub fn run(args: &RotationArgs) -> ExitCode {
 }
 
 async fn status_table(cfg: &RotationConfig, store: &BaoSecretStore) -> ExitCode {
-    for w in &cfg.inventory.warnings {
-        eprintln!("warning: {w}");
-    }
     let now = chrono::Utc::now();
     let mut rows = Vec::new();
     for s in &cfg.inventory.secrets {
@@ -234,7 +241,9 @@ async fn approve(cfg: &RotationConfig, store: &BaoSecretStore, id: &str, by: &st
 #[cfg(test)]
 mod tests {
     //! Against the real OpenBao (`cargo xtask services up`): kinds other than
-    //! `postgres_dynamic` are built through the controller's wiring and rotate here too.
+    //! `postgres_dynamic` are built through the controller's wiring and rotate here too;
+    //! `approve` lets a signing key's next `rotate` run, and refuses (65) a name outside
+    //! the approvers and an expired request.
     use super::*;
     use sre_core::testing::test_env;
 
@@ -313,5 +322,220 @@ targets:
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!((state.current, state.rotations), (Some(1), 1), "{state:?}");
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    /// A signing key on the shared OpenBao for the approval tests: a config of its own
+    /// (KV path and transit mount unique per run, the mount enabled as an operator
+    /// would), and direct access to what `sre rotation` left in OpenBao.
+    struct SigningFixture {
+        dir: std::path::PathBuf,
+        config: std::path::PathBuf,
+        path: String,
+        rt: tokio::runtime::Runtime,
+        store: BaoSecretStore,
+    }
+
+    impl SigningFixture {
+        fn new(name: &str, expires_after: &str) -> Self {
+            let nanos = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos());
+            let tag = format!("sre-test-cli-{name}-{}-{nanos}", std::process::id());
+            let dir = std::env::temp_dir().join(&tag);
+            std::fs::create_dir_all(&dir).unwrap_or_else(|e| panic!("{e}"));
+            let token = dir.join("token");
+            std::fs::write(&token, test_env("SRE_TEST_BAO_TOKEN"))
+                .unwrap_or_else(|e| panic!("{e}"));
+            let config = dir.join("rotation.yaml");
+            std::fs::write(
+                &config,
+                format!(
+                    "
+openbao: {{ address: '{addr}', token_file: '{token}' }}
+inventory:
+  secrets:
+    - {{ name: sign, class: signing_key, path: {tag}/sign, max_age: 365d, overlap: 7d, owner: o,
+        consumers: [deployment/a/b],
+        approval: {{ approvers: [officer], expires_after: {expires_after} }} }}
+targets:
+  sign: {{ kind: transit_signing, transit_mount: {tag}-transit, key: release }}
+",
+                    addr = test_env("SRE_TEST_BAO_ADDR"),
+                    token = token.display(),
+                ),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap_or_else(|e| panic!("{e}"));
+            let bao = sre_adapter_openbao::BaoConfig::new(
+                test_env("SRE_TEST_BAO_ADDR"),
+                test_env("SRE_TEST_BAO_TOKEN"),
+            );
+            rt.block_on(
+                sre_adapter_openbao::BaoKeyring::new(&bao, format!("{tag}-transit"))
+                    .unwrap_or_else(|e| panic!("{e}"))
+                    .enable(),
+            )
+            .unwrap_or_else(|e| panic!("enable transit: {e}"));
+            let store = BaoSecretStore::new(&bao).unwrap_or_else(|e| panic!("{e}"));
+            Self {
+                dir,
+                config,
+                path: format!("{tag}/sign"),
+                rt,
+                store,
+            }
+        }
+
+        fn rotate(&self) -> ExitCode {
+            run(&args(
+                &self.config,
+                RotationCommand::Rotate {
+                    name: "sign".into(),
+                    dry_run: false,
+                },
+            ))
+        }
+
+        fn approve(&self, id: &str, by: &str) -> ExitCode {
+            run(&args(
+                &self.config,
+                RotationCommand::Approve {
+                    id: id.into(),
+                    by: by.into(),
+                },
+            ))
+        }
+
+        /// The secret as the CLI reads it from the config.
+        fn secret(&self) -> sre_rotation::ManagedSecret {
+            let cfg: RotationConfig = load::<RawRotationConfig>(
+                &Source::File(self.config.clone()),
+                &EnvOverrides::with_prefix(ENV_PREFIX),
+                std::iter::empty(),
+            )
+            .unwrap_or_else(|e| panic!("{e}"));
+            cfg.inventory
+                .secrets
+                .into_iter()
+                .find(|s| s.name == "sign")
+                .unwrap_or_else(|| panic!("no secret sign"))
+        }
+
+        /// The latest approval request `rotate` stored, as OpenBao holds it.
+        fn request(&self) -> sre_core::approval::ApprovalRequest {
+            self.rt
+                .block_on(approvals::load(&self.store, &self.secret()))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|| panic!("no approval request stored"))
+                .request
+        }
+
+        fn state(&self) -> sre_rotation::RotationState {
+            self.rt
+                .block_on(run::load(&self.store, &self.path))
+                .unwrap_or_else(|e| panic!("{e}"))
+                .0
+        }
+    }
+
+    impl Drop for SigningFixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
+    }
+
+    /// `sre rotation approve`: a name outside the approvers is refused (65) and records
+    /// nothing; an approver's approval is recorded and lets the next `rotate` of the
+    /// signing key run to a promotion; a second decision on the same request is refused.
+    #[test]
+    fn approve_from_the_cli_lets_the_next_rotate_proceed_and_refuses_a_non_approver() {
+        use sre_core::approval::{ApprovalStatus, Principal};
+        let f = SigningFixture::new("approve", "1d");
+        assert_eq!(f.rotate(), ExitCode::from(75), "waits for an approval");
+        let id = f.request().id.0;
+        assert_eq!(
+            f.state().current,
+            None,
+            "nothing rotated before the approval"
+        );
+
+        assert_eq!(
+            f.approve(&id, "mallory"),
+            ExitCode::from(65),
+            "not an approver"
+        );
+        let now = chrono::Utc::now();
+        assert_eq!(
+            f.request().status(now),
+            ApprovalStatus::Pending,
+            "the refused decision was not recorded"
+        );
+        assert_eq!(
+            f.rotate(),
+            ExitCode::from(75),
+            "still gated after a refused approval"
+        );
+        assert_eq!(f.request().id.0, id, "the open request is not replaced");
+
+        assert_eq!(f.approve(&id, "officer"), ExitCode::SUCCESS);
+        assert!(
+            matches!(
+                f.request().status(chrono::Utc::now()),
+                ApprovalStatus::Approved { by, .. } if by == Principal::new("officer")
+            ),
+            "{:?}",
+            f.request()
+        );
+        assert_eq!(f.rotate(), ExitCode::SUCCESS, "the approved rotation runs");
+        let state = f.state();
+        assert_eq!((state.current, state.rotations), (Some(1), 1), "{state:?}");
+        assert_eq!(
+            f.approve(&id, "officer"),
+            ExitCode::from(65),
+            "a request is decided once"
+        );
+    }
+
+    /// `sre rotation approve` of a request whose `expires_after` (1 s) has passed: 65,
+    /// nothing is recorded, and the next `rotate` asks for a fresh approval instead of
+    /// rotating.
+    #[test]
+    fn approve_from_the_cli_refuses_an_expired_request() {
+        use sre_core::approval::ApprovalStatus;
+        let f = SigningFixture::new("expired", "1s");
+        assert_eq!(f.rotate(), ExitCode::from(75));
+        let req = f.request();
+        // Bounded: expires_after is 1 s, so this sleeps at most a little over that.
+        let left = (req.expires_at - chrono::Utc::now())
+            .to_std()
+            .unwrap_or_default();
+        std::thread::sleep(
+            left.min(std::time::Duration::from_secs(2)) + std::time::Duration::from_millis(50),
+        );
+        assert_eq!(
+            f.approve(&req.id.0, "officer"),
+            ExitCode::from(65),
+            "an expired request cannot be approved"
+        );
+        assert_eq!(
+            f.request().status(chrono::Utc::now()),
+            ApprovalStatus::Expired,
+            "nothing was recorded: {:?}",
+            f.request()
+        );
+        assert_eq!(
+            f.rotate(),
+            ExitCode::from(75),
+            "no rotation without approval"
+        );
+        assert_ne!(
+            f.request().id,
+            req.id,
+            "a fresh request replaces the expired one"
+        );
+        assert_eq!(f.state().current, None);
     }
 }

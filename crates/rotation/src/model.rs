@@ -421,9 +421,14 @@ impl RawSecret {
             }
         }
         if self.consumers.is_empty() && !class.is_some_and(SecretClass::is_observe_only) {
+            // Named, not only indexed: the controller logs it and `sre rotation` prints
+            // it, and an operator greps for the secret, not for `secrets[3]`.
             warnings.push(ConfigError::new(
                 p("consumers"),
-                "no consumers listed: nothing will pick up a new version",
+                format!(
+                    "secret {:?} has no consumers listed: nothing will pick up a new version",
+                    self.name
+                ),
             ));
         }
         let approval = validate_approval(self.approval, at, class, errs);
@@ -592,6 +597,11 @@ secrets:
         .unwrap_or_else(|e| panic!("{e:?}"));
         assert_eq!(inv.warnings.len(), 1);
         assert_eq!(inv.warnings[0].path, "secrets[0].consumers");
+        assert_eq!(
+            inv.warnings[0].to_string(),
+            "secrets[0].consumers: secret \"t\" has no consumers listed: \
+             nothing will pick up a new version"
+        );
     }
 
     #[test]

@@ -4,7 +4,8 @@
 //! server is `Unavailable`; a static role rotated through the target (and through the
 //! whole state machine on the real KV) logs in with the new password only; keeping a
 //! dynamic credential alive extends its lease, reports the `max_ttl` cap, and says when
-//! the lease is gone.
+//! the lease is gone; a new dynamic user that PostgreSQL refuses at the test step aborts
+//! the rotation, keeps the current credential and is revoked.
 
 use sre_adapter_openbao::testing::{
     DYNAMIC_ROLE, dynamic_db_engine, shared_config, test_pg_connection, unique,
@@ -357,4 +358,203 @@ async fn a_static_role_through_the_state_machine_retires_the_dead_version_at_onc
     );
     let old = login(&endpoint(), &user, &pw(&v1.data)).await;
     assert!(matches!(&old, Ok(Verification::Refused { .. })), "{old:?}");
+}
+
+/// Whether PostgreSQL has a role `name`, asked as the superuser: the check that a
+/// revoked dynamic user was dropped, not just that its login fails.
+async fn role_exists(name: &str) -> bool {
+    let (client, conn) = tokio_postgres::Config::new()
+        .host(test_env("SRE_TEST_PG_HOST"))
+        .port(pg_port())
+        .user(test_env("SRE_TEST_PG_USER"))
+        .password(test_env("SRE_TEST_PG_PASSWORD"))
+        .dbname("postgres")
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("admin login");
+    let task = tokio::spawn(conn);
+    let rows = client
+        .query("SELECT 1 FROM pg_roles WHERE rolname = $1", &[&name])
+        .await
+        .expect("query pg_roles");
+    drop(client);
+    let _ = task.await;
+    !rows.is_empty()
+}
+
+/// The issue's "a target that rejects the new credential in the test step (abort, keep
+/// current, alert)" on the real servers: a dynamic secret rotates once through
+/// `PgDynamicTarget` and the real database engine, then the operator changes the role so
+/// that new users are `NOLOGIN`. The next rotation's test step is a real login that
+/// PostgreSQL refuses: the rotation is aborted with PostgreSQL's reason in the state and
+/// the status row, the current KV version stays and still logs in, and the refused user
+/// is revoked (lease gone, role dropped, KV version destroyed) instead of left behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[allow(clippy::too_many_lines)] // one scenario read in order: rotate, break the role, abort
+async fn a_new_credential_refused_at_login_aborts_keeps_current_and_is_revoked() {
+    use chrono::{DateTime, Utc};
+    use sre_core::ports::SecretStore;
+    use sre_rotation::drive::{self, StopAt};
+    use sre_rotation::model::{ApprovalPolicy, Cadence, ManagedSecret, SecretClass};
+    use sre_rotation::run::{self, Ports};
+    use sre_rotation::state::LastResult;
+    use sre_rotation::{Phase, Step};
+
+    let db = dynamic_db_engine("pgrefuse").await;
+    let mount = db.mount().to_owned();
+    let engine = BaoDatabase::new(&shared_config(), mount).expect("client");
+    let target = PgDynamicTarget::new(db, DYNAMIC_ROLE, endpoint());
+    let store = BaoSecretStore::new(&shared_config()).expect("kv");
+    let secret = ManagedSecret {
+        name: "billing-db".into(),
+        class: SecretClass::DynamicDb,
+        path: format!("{}/db", unique("pgrefuse")),
+        cadence: Cadence::MaxAge(Duration::from_hours(1)),
+        overlap: Duration::from_mins(30),
+        owner: "team-billing".into(),
+        consumers: vec![],
+        approval: ApprovalPolicy::NotRequired,
+    };
+    let ports = Ports {
+        store: &store,
+        target: &target,
+    };
+    let t0 = DateTime::<Utc>::from_timestamp(1_767_225_600, 0).expect("time");
+    let r1 = drive::drive(ports, &secret, t0, StopAt::Quiet)
+        .await
+        .expect("first rotation");
+    assert_eq!(r1.state.current, Some(1), "{:?}", r1.steps);
+    let current = store
+        .read(&secret.path, Some(1))
+        .await
+        .expect("read")
+        .expect("version 1")
+        .data;
+    let log_in = |c: &SecretData| {
+        let (user, pw) = (
+            c.get("username").unwrap_or_default().to_owned(),
+            c.get("password").unwrap_or_default().to_owned(),
+        );
+        async move { login(&endpoint(), &user, &pw).await }
+    };
+    assert_eq!(log_in(&current).await, Ok(Verification::Accepted));
+
+    // The operator's change: users the role creates from now on cannot log in.
+    engine
+        .set_role(
+            "pg",
+            &DynamicRole {
+                name: DYNAMIC_ROLE.into(),
+                creation_statements: vec![
+                    "CREATE ROLE \"{{name}}\" WITH NOLOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';".into(),
+                ],
+                revocation_statements: vec![],
+                default_ttl: Duration::from_hours(1),
+                max_ttl: Duration::from_hours(2),
+            },
+        )
+        .await
+        .expect("a role whose users cannot log in");
+
+    // Rotation 2 is due; its first step mints the user, read before it is dropped.
+    let t1 = t0 + chrono::Duration::hours(2);
+    let created = run::step(ports, &secret, None, t1)
+        .await
+        .expect("create pending");
+    assert_eq!(created.step, Step::CreatePending);
+    assert_eq!(created.state.pending(), Some(2), "{:?}", created.state);
+    let refused = store
+        .read(&secret.path, Some(2))
+        .await
+        .expect("read")
+        .expect("pending version")
+        .data;
+    let refused_user = refused.get("username").expect("username").to_owned();
+    let refused_lease = refused.get("lease_id").expect("lease_id").to_owned();
+    assert!(
+        role_exists(&refused_user).await,
+        "the engine created the pending user"
+    );
+    assert!(
+        engine.lookup(&refused_lease).await.is_ok(),
+        "its lease is live"
+    );
+
+    let r2 = drive::drive(ports, &secret, t1, StopAt::RotationEnd)
+        .await
+        .expect("second rotation");
+    let labels: Vec<&str> = r2.steps.iter().map(Step::label).collect();
+    assert_eq!(
+        labels,
+        ["set_at_target", "test_pending", "drop_pending"],
+        "the test step's refusal aborts"
+    );
+    // PostgreSQL's own answer (28000: not permitted to log in) is the recorded reason.
+    let reason = match r2.steps.last() {
+        Some(Step::DropPending { version: 2, reason }) => reason.clone(),
+        other => panic!("not an abort of version 2: {other:?}"),
+    };
+    assert!(
+        reason.starts_with("28000") && reason.contains("not permitted to log in"),
+        "{reason}"
+    );
+
+    // Aborted, current kept: in what the drive returned and in what OpenBao holds.
+    let (state, latest, _) = run::load(&store, &secret.path).await.expect("load");
+    assert_eq!(state, r2.state, "the persisted state is the reported one");
+    assert_eq!(state.phase, Phase::Idle);
+    assert_eq!(state.current, Some(1));
+    assert_eq!(state.previous, None);
+    assert_eq!(state.rotations, 1, "an abort is not a rotation");
+    assert_eq!(
+        state.last_result,
+        Some(LastResult::Aborted {
+            reason: reason.clone()
+        })
+    );
+    assert_eq!(latest, 2, "the refused version was written, then destroyed");
+    let row = drive::status(&store, &secret, t1).await;
+    assert_eq!(row.current, Some(1), "{row:?}");
+    assert_eq!(row.last_result, "aborted", "{row:?}");
+    assert!(
+        row.last_message
+            .as_deref()
+            .is_some_and(|m| m.contains(&reason)),
+        "the status row carries the reason: {row:?}"
+    );
+    assert_eq!(
+        store
+            .read(&secret.path, Some(1))
+            .await
+            .expect("read")
+            .map(|v| v.data),
+        Some(current.clone()),
+        "the current version is untouched"
+    );
+    assert_eq!(
+        log_in(&current).await,
+        Ok(Verification::Accepted),
+        "the current credential still logs in"
+    );
+
+    // The refused credential is revoked, not left to its TTL.
+    assert_eq!(
+        store.read(&secret.path, Some(2)).await,
+        Ok(None),
+        "the refused version is destroyed"
+    );
+    let gone = engine.lookup(&refused_lease).await;
+    assert!(
+        matches!(gone, Err(PortError::NotFound { .. })),
+        "the refused lease is revoked: {gone:?}"
+    );
+    assert!(
+        !role_exists(&refused_user).await,
+        "revoking the lease dropped the refused user"
+    );
+    let again = log_in(&refused).await;
+    assert!(
+        matches!(&again, Ok(Verification::Refused { reason }) if reason.starts_with("28")),
+        "{again:?}"
+    );
 }
