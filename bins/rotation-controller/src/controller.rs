@@ -13,9 +13,15 @@
 //! Secrets whose target mints leased credentials (see [`Controller::with_lease_renewal`])
 //! get their live credentials' leases renewed every tick they are due (see
 //! [`crate::leases`]): the current version always, the previous one during its overlap.
+//!
+//! Secrets whose target has an `engine:` block (see [`Controller::with_engines`]) get
+//! their database engine configured at the start of the first tick, before anything is
+//! driven; while that fails (OpenBao down, password file missing) the secret is not
+//! driven and the setup is retried with the same back-off as a failing step.
 
 use crate::certs::{self, CertManager};
 use crate::consumers::{ConsumerRefresh, ConsumerStatus, Refreshes};
+use crate::engines::EngineSetup;
 use crate::leases::{self, LeaseBook, Live, Renewed, Which};
 use crate::metrics::RotationMetrics;
 use chrono::{DateTime, Utc};
@@ -53,8 +59,18 @@ struct Slot {
     seen: bool,
 }
 
-/// The controller: the ports, the secrets and what it knows between ticks (back-off and
-/// the last lease renewals; everything else is re-read from OpenBao each time).
+/// A secret's database engine and whether it is configured yet (kept in memory: a
+/// restarted controller configures it again, which changes nothing).
+struct Engine {
+    setup: Arc<dyn EngineSetup>,
+    ready: bool,
+    failures: u32,
+    not_before: DateTime<Utc>,
+}
+
+/// The controller: the ports, the secrets and what it knows between ticks (back-off,
+/// configured engines and the last lease renewals; everything else is re-read from
+/// OpenBao each time).
 pub struct Controller {
     store: Arc<dyn SecretStore>,
     slots: Vec<Slot>,
@@ -70,6 +86,7 @@ pub struct Controller {
     refreshes: Refreshes,
     leases: BTreeMap<String, LeaseRenewal>,
     book: LeaseBook,
+    engines: BTreeMap<String, Engine>,
 }
 
 impl Controller {
@@ -105,6 +122,57 @@ impl Controller {
             refreshes: Refreshes::new(DEFAULT_RESTART_WINDOW),
             leases: BTreeMap::new(),
             book: LeaseBook::new(),
+            engines: BTreeMap::new(),
+        }
+    }
+
+    /// Configures, per secret name, the database engine its target needs before the
+    /// secret is driven for the first time: an operator no longer has to. A secret
+    /// whose engine is not configured yet is not rotated (every issue would fail
+    /// against a missing role) and its setup is retried with back-off.
+    #[must_use]
+    pub fn with_engines(mut self, engines: BTreeMap<String, Arc<dyn EngineSetup>>) -> Self {
+        self.engines = engines
+            .into_iter()
+            .map(|(name, setup)| {
+                let engine = Engine {
+                    setup,
+                    ready: false,
+                    failures: 0,
+                    not_before: DateTime::<Utc>::MIN_UTC,
+                };
+                (name, engine)
+            })
+            .collect();
+        self
+    }
+
+    /// Tries every engine not configured yet whose back-off has passed, and exports
+    /// where each one stands.
+    async fn configure_engines(&mut self, now: DateTime<Utc>) {
+        for (name, e) in &mut self.engines {
+            if e.ready || e.not_before > now {
+                continue;
+            }
+            match e.setup.ensure().await {
+                Ok(changes) => {
+                    e.ready = true;
+                    e.failures = 0;
+                    self.metrics.engine_setup(name, true);
+                    tracing::info!(secret = %name, mount = ?changes.mount,
+                        connection = ?changes.connection, role = ?changes.role,
+                        "database engine configured");
+                }
+                Err(err) => {
+                    e.failures = e.failures.saturating_add(1);
+                    let wait = self.backoff.cap(e.failures - 1);
+                    e.not_before = now + chrono::Duration::from_std(wait).unwrap_or_default();
+                    self.metrics.engine_setup(name, false);
+                    tracing::warn!(secret = %name, kind = err.kind(), error = %error_chain(&err),
+                        retry_in = ?wait, "database engine not configured; the secret is not \
+                        rotated until it is");
+                }
+            }
         }
     }
 
@@ -180,9 +248,15 @@ impl Controller {
         let now = self.clock.wall();
         let mut next = now + chrono::Duration::from_std(self.tick).unwrap_or_default();
         let refreshing = self.refresher.is_some();
+        self.configure_engines(now).await;
         for slot in &mut self.slots {
             let s = &slot.managed.secret;
+            let engine_ready = self.engines.get(&s.name).is_none_or(|e| e.ready);
+            if !engine_ready {
+                tracing::debug!(secret = %s.name, "not driven: its database engine is not configured");
+            }
             if let Some(target) = &slot.managed.target
+                && engine_ready
                 && slot.not_before <= now
             {
                 if refreshing && !slot.seen {
@@ -965,6 +1039,146 @@ mod tests {
             !render(&reg).contains("lease_remaining_seconds{secret=\"tok\""),
             "a target without leases is not renewed"
         );
+    }
+
+    /// An engine set-up that fails with what `script` says, in order, then succeeds;
+    /// once it has succeeded, `configured` is set (what a real engine's role would be).
+    struct ScriptedEngine {
+        script: std::sync::Mutex<Vec<crate::engines::EngineError>>,
+        calls: std::sync::atomic::AtomicU32,
+        configured: Arc<std::sync::atomic::AtomicBool>,
+    }
+
+    #[async_trait]
+    impl EngineSetup for ScriptedEngine {
+        async fn ensure(
+            &self,
+        ) -> Result<sre_adapter_openbao::EngineChanges, crate::engines::EngineError> {
+            use sre_adapter_openbao::Change;
+            self.calls.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            if let Some(e) = self.script.lock().ok().and_then(|mut s| s.pop()) {
+                return Err(e);
+            }
+            self.configured
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+            Ok(sre_adapter_openbao::EngineChanges {
+                mount: Change::Created,
+                connection: Change::Created,
+                role: Change::Created,
+            })
+        }
+    }
+
+    /// A target whose credentials exist only once its engine is configured: before
+    /// that, issue fails as OpenBao does for a role that does not exist.
+    struct NeedsEngine(Arc<std::sync::atomic::AtomicBool>);
+
+    #[async_trait]
+    impl CredentialTarget for NeedsEngine {
+        async fn issue(&self) -> Result<SecretData, PortError> {
+            if !self.0.load(std::sync::atomic::Ordering::SeqCst) {
+                return Err(PortError::Rejected {
+                    backend: "openbao",
+                    message: "unknown role: app".into(),
+                });
+            }
+            Always.issue().await
+        }
+        async fn install(&self, c: &SecretData) -> Result<(), PortError> {
+            Always.install(c).await
+        }
+        async fn verify(&self, c: &SecretData) -> Result<Verification, PortError> {
+            Always.verify(c).await
+        }
+        async fn revoke(&self, c: &SecretData) -> Result<(), PortError> {
+            Always.revoke(c).await
+        }
+    }
+
+    /// The engine is configured before the first drive; while OpenBao is down the
+    /// secret is not driven (no failed attempts against a missing role), the set-up is
+    /// retried after one tick then two, and once it succeeds the secret rotates in the
+    /// same tick and the set-up is not repeated. A secret without an engine block
+    /// rotates from the first tick regardless.
+    #[tokio::test]
+    async fn a_secret_is_rotated_only_once_its_engine_is_configured_with_back_off() {
+        use std::sync::atomic::Ordering::SeqCst;
+        let store = Arc::new(MemSecretStore::new());
+        let clock = ManualClock::at_epoch();
+        let mut reg = sre_core::telemetry::metrics_registry();
+        let metrics = RotationMetrics::register(&mut reg);
+        let down = || {
+            crate::engines::EngineError::OpenBao(PortError::Unavailable {
+                backend: "openbao",
+                message: "connection refused".into(),
+            })
+        };
+        let configured = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let engine = Arc::new(ScriptedEngine {
+            script: std::sync::Mutex::new(vec![down(), down()]),
+            calls: std::sync::atomic::AtomicU32::new(0),
+            configured: configured.clone(),
+        });
+        let mut c = Controller::new(
+            store,
+            vec![
+                Managed {
+                    secret: secret("db", SecretClass::DynamicDb),
+                    target: Some(Arc::new(NeedsEngine(configured.clone()))),
+                },
+                Managed {
+                    secret: secret("tok", SecretClass::ApiToken),
+                    target: Some(Arc::new(Always)),
+                },
+            ],
+            Arc::new(clock.clone()),
+            metrics,
+            Duration::from_secs(30),
+        )
+        .with_engines(BTreeMap::from([(
+            "db".to_owned(),
+            engine.clone() as Arc<dyn EngineSetup>,
+        )]));
+        let step = |s: u64| clock.advance(Duration::from_secs(s));
+
+        c.tick().await;
+        assert_eq!(engine.calls.load(SeqCst), 1);
+        assert!(has(&reg, "sre_rotation_engine_configured{secret=\"db\"} 0"));
+        assert!(has(
+            &reg,
+            "sre_rotation_engine_setups_total{secret=\"db\",result=\"failed\"} 1"
+        ));
+        assert!(has(&reg, "sre_rotation_current_version{secret=\"db\"} 0"));
+        assert_eq!(attempts(&reg, "db", "failed"), 0, "not driven at all");
+        assert_eq!(
+            attempts(&reg, "tok", "rotated"),
+            1,
+            "others are not held up"
+        );
+
+        step(30);
+        c.tick().await;
+        assert_eq!(engine.calls.load(SeqCst), 2, "retried after one tick");
+        step(30);
+        c.tick().await;
+        assert_eq!(engine.calls.load(SeqCst), 2, "then after two");
+        step(30);
+        c.tick().await;
+        assert_eq!(engine.calls.load(SeqCst), 3);
+        assert!(has(&reg, "sre_rotation_engine_configured{secret=\"db\"} 1"));
+        assert!(has(
+            &reg,
+            "sre_rotation_engine_setups_total{secret=\"db\",result=\"ok\"} 1"
+        ));
+        assert_eq!(
+            attempts(&reg, "db", "rotated"),
+            1,
+            "rotated in the same tick"
+        );
+        assert_eq!(attempts(&reg, "db", "failed"), 0);
+        step(30);
+        c.tick().await;
+        assert_eq!(engine.calls.load(SeqCst), 3, "configured once per process");
     }
 
     /// A KV store in which one secret's paths are down (a policy denial or a broken

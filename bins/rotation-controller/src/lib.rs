@@ -6,6 +6,7 @@
 pub mod certs;
 pub mod consumers;
 pub mod controller;
+pub mod engines;
 pub mod jwks;
 pub mod leases;
 pub mod metrics;

@@ -86,6 +86,7 @@ fn main() -> ExitCode {
 async fn serve(cfg: &RotationConfig, token: String) -> anyhow::Result<()> {
     let bao = ports::bao_config(cfg, token);
     let (store, secrets) = ports::build(cfg, &bao)?;
+    let engines = ports::engines(cfg, &bao)?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock::new());
     let jwks = Arc::new(JwksPublisher::from_config(cfg, &bao, Arc::clone(&clock))?);
     let kube = consumers::client(&cfg.kubernetes).await;
@@ -101,10 +102,11 @@ async fn serve(cfg: &RotationConfig, token: String) -> anyhow::Result<()> {
     let metrics = RotationMetrics::register(&mut registry);
     let listener = tokio::net::TcpListener::bind(cfg.listen).await?;
     tracing::info!(listen = %cfg.listen, openbao = %cfg.openbao.address,
-        secrets = secrets.len(), tick = ?cfg.tick, "rotation controller up");
+        secrets = secrets.len(), engines = engines.len(), tick = ?cfg.tick, "rotation controller up");
     let controller = Controller::new(store, secrets, clock, metrics, cfg.tick)
         .with_certificates(cfg.certificates.clone(), cert_manager)
         .with_lease_renewal(cfg.lease_renewals())
+        .with_engines(engines)
         .with_consumers(refresher, cfg.kubernetes.restart_window);
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let loop_task = tokio::spawn(controller.run(async move {

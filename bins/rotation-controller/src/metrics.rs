@@ -40,6 +40,8 @@ pub struct RotationMetrics {
     refreshes: Family<Labels, Counter>,
     lease_remaining: Family<Labels, Gauge>,
     lease_renewals: Family<Labels, Counter>,
+    engine_configured: Family<Labels, Gauge>,
+    engine_setups: Family<Labels, Counter>,
 }
 
 /// The `result` labels of `sre_rotation_lease_renewals_total`: extended by the whole
@@ -145,7 +147,31 @@ impl RotationMetrics {
              failed)",
             m.lease_renewals.clone(),
         );
+        sub.register(
+            "engine_configured",
+            "1 once the database engine of a secret's engine block is configured; 0 while it \
+             is not (the secret is not rotated)",
+            m.engine_configured.clone(),
+        );
+        sub.register(
+            "engine_setups",
+            "Attempts to configure a secret's database engine, by result (ok, failed)",
+            m.engine_setups.clone(),
+        );
         m
+    }
+
+    /// Records one attempt to configure `secret`'s database engine.
+    pub fn engine_setup(&self, secret_name: &str, ok: bool) {
+        self.engine_configured
+            .get_or_create(&secret(secret_name))
+            .set(i64::from(ok));
+        self.engine_setups
+            .get_or_create(&secret_result(
+                secret_name,
+                if ok { "ok" } else { "failed" },
+            ))
+            .inc();
     }
 
     /// Sets the time left on the lease of `secret`'s `version` (`current`/`previous`).

@@ -1,6 +1,7 @@
 //! From the validated config to adapters: the OpenBao token (file or environment, never
-//! logged), the KV store and one credential target per secret that has one. Shared with
-//! `sre rotation` through the same functions in its own wiring.
+//! logged), the KV store, one credential target per secret that has one, and the
+//! database engines of the `engine:` blocks. Shared with `sre rotation` through the
+//! same functions in its own wiring.
 
 use anyhow::Context as _;
 use sre_adapter_openbao::{
@@ -9,9 +10,11 @@ use sre_adapter_openbao::{
 use sre_adapter_postgres::{PgDynamicTarget, PgStaticTarget};
 use sre_rotation::CredentialTarget;
 use sre_rotation::config::{RotationConfig, TOKEN_ENV, TargetSpec};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::controller::Managed;
+use crate::engines::{BaoEngine, EngineSetup};
 
 /// The OpenBao token: the first line of `openbao.token_file`, or [`TOKEN_ENV`].
 pub fn read_token(cfg: &RotationConfig) -> anyhow::Result<String> {
@@ -54,6 +57,22 @@ pub fn build(
         });
     }
     Ok((store, managed))
+}
+
+/// The database engine to configure per secret name, one for each `engine:` block
+/// (see `Controller::with_engines`). No request is made.
+pub fn engines(
+    cfg: &RotationConfig,
+    bao: &BaoConfig,
+) -> anyhow::Result<BTreeMap<String, Arc<dyn EngineSetup>>> {
+    cfg.engines
+        .iter()
+        .map(|(name, spec)| {
+            let engine = BaoEngine::new(bao, spec.clone())
+                .with_context(|| format!("database engine of {name}"))?;
+            Ok((name.clone(), Arc::new(engine) as Arc<dyn EngineSetup>))
+        })
+        .collect()
 }
 
 /// The credential target a validated spec names, one adapter per kind. A kind that no

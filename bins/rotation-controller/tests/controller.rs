@@ -4,8 +4,8 @@
 //! current credential, that credential logs in, a secret without consumers is warned
 //! about in the JSON logs, and SIGTERM stops it cleanly. Every wait is bounded.
 
-use sre_adapter_openbao::BaoSecretStore;
 use sre_adapter_openbao::testing::{dynamic_db_engine, shared_config, unique};
+use sre_adapter_openbao::{BaoDatabase, BaoSecretStore};
 use sre_adapter_postgres::{PgEndpoint, login};
 use sre_core::ports::SecretStore;
 use sre_core::testing::test_env;
@@ -309,6 +309,201 @@ certificates:
             .as_str()
             .is_some_and(|m| m.starts_with("secret \"orphan-token\" has no consumers listed")),
         "{warn}"
+    );
+}
+
+/// Polls `/metrics` at `url` (bounded by `within`) until `done` holds; the last text.
+async fn metrics_until(url: &str, within: Duration, done: impl Fn(&str) -> bool) -> String {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + within;
+    let mut text = String::new();
+    while Instant::now() < deadline {
+        if let Ok(r) = http.get(format!("{url}/metrics")).send().await {
+            text = r.text().await.unwrap_or_default();
+            if done(&text) {
+                break;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    text
+}
+
+/// An `engine:` block and nothing else: no fixture has touched the mount, so the
+/// controller itself mounts the engine, writes the connection and the role (TTL 1 h),
+/// and only then rotates. The admin password file is missing at start: the set-up
+/// fails, nothing is rotated, and once the file appears the retry (with back-off)
+/// configures the engine and the secret rotates.
+// One scenario, start to shutdown, reads best as one function.
+#[allow(clippy::too_many_lines)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_controller_configures_its_engine_block_then_rotates() {
+    let mount = unique("ctrl-engine");
+    let path = format!("{}/db", unique("ctrl-eng"));
+    let port = sre_adapter_openbao::testing::free_port();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let token_file = dir.path().join("token");
+    std::fs::write(&token_file, test_env("SRE_TEST_BAO_TOKEN")).expect("token file");
+    let password_file = dir.path().join("pg-admin");
+    let config = dir.path().join("rotation.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "
+openbao: {{ address: '{addr}', token_file: '{token}' }}
+listen: 127.0.0.1:{port}
+tick: 200ms
+inventory:
+  secrets:
+    - {{ name: billing-db, class: dynamic_db, path: {path}, max_age: 2s, overlap: 1s, owner: team-billing }}
+targets:
+  billing-db:
+    kind: postgres_dynamic
+    database_mount: {mount}
+    role: app
+    host: '{host}'
+    port: {pg}
+    engine:
+      connection: billing-pg
+      connection_url: 'postgresql://{{{{username}}}}:{{{{password}}}}@{host}:{pg}/postgres?sslmode=disable'
+      username: {user}
+      password_file: '{password_file}'
+      default_ttl: 1h
+      max_ttl: 2h
+",
+            addr = test_env("SRE_TEST_BAO_ADDR"),
+            token = token_file.display(),
+            host = test_env("SRE_TEST_PG_HOST"),
+            pg = pg_port(),
+            user = test_env("SRE_TEST_PG_USER"),
+            password_file = password_file.display(),
+        ),
+    )
+    .expect("config");
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_rotation-controller"))
+            .arg("--config")
+            .arg(&config)
+            .env_remove("SRE_ROTATION_BAO_TOKEN")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rotation-controller"),
+    );
+    let drained = child.0.stderr.take().map(|mut err| {
+        std::thread::spawn(move || {
+            use std::io::Read as _;
+            let mut logs = String::new();
+            let _ = err.read_to_string(&mut logs);
+            logs
+        })
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let failed = "sre_rotation_engine_setups_total{secret=\"billing-db\",result=\"failed\"} ";
+    let text = metrics_until(&url, Duration::from_secs(30), |t| {
+        sample(t, failed).is_some_and(|n| n >= 2.0)
+    })
+    .await;
+    assert!(
+        sample(&text, failed).is_some_and(|n| n >= 2.0),
+        "set-up failed and was retried while the password file is missing:\n{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "sre_rotation_engine_configured{secret=\"billing-db\"} "
+        ),
+        Some(0.0),
+        "{text}"
+    );
+    assert!(
+        !text.contains("sre_rotation_attempts_total{secret=\"billing-db\""),
+        "not driven before its engine is configured:\n{text}"
+    );
+
+    std::fs::write(
+        &password_file,
+        format!("{}\n", test_env("SRE_TEST_PG_PASSWORD")),
+    )
+    .expect("password file");
+    let rotated = "sre_rotation_attempts_total{secret=\"billing-db\",result=\"rotated\"} ";
+    let text = metrics_until(&url, Duration::from_mins(1), |t| {
+        sample(t, rotated).is_some_and(|n| n >= 1.0)
+    })
+    .await;
+    assert!(
+        sample(&text, rotated).is_some_and(|n| n >= 1.0),
+        "rotated once the engine was configured:\n{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "sre_rotation_engine_configured{secret=\"billing-db\"} "
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        sample(
+            &text,
+            "sre_rotation_attempts_total{secret=\"billing-db\",result=\"failed\"} "
+        ),
+        None,
+        "no step failed against a missing role:\n{text}"
+    );
+
+    // What the controller configured: the role mints 1 h credentials that log in.
+    let endpoint = PgEndpoint::new(test_env("SRE_TEST_PG_HOST"), pg_port(), "postgres");
+    let db = BaoDatabase::new(&shared_config(), mount).expect("client");
+    let minted = db
+        .issue("app")
+        .await
+        .expect("the controller created role app");
+    assert_eq!(minted.lease.duration, Duration::from_hours(1));
+    assert_eq!(
+        login(&endpoint, &minted.username, &minted.password).await,
+        Ok(Verification::Accepted)
+    );
+    db.revoke(&minted.lease.id).await.expect("revoke");
+    // And the rotated current version logs in.
+    let store = BaoSecretStore::new(&shared_config()).expect("store");
+    let (state, _, _) = sre_rotation::run::load(&store, &path).await.expect("state");
+    let cred = store
+        .read(&path, state.current)
+        .await
+        .expect("read")
+        .expect("current data")
+        .data;
+    assert_eq!(
+        login(
+            &endpoint,
+            cred.get("username").unwrap_or_default(),
+            cred.get("password").unwrap_or_default()
+        )
+        .await,
+        Ok(Verification::Accepted)
+    );
+
+    let pid = child.0.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.0.try_wait().expect("wait").is_none() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let logs = drained.and_then(|t| t.join().ok()).unwrap_or_default();
+    assert!(
+        logs.contains("database engine not configured") && logs.contains("pg-admin"),
+        "the failure is logged, naming the file:\n{logs}"
+    );
+    assert!(logs.contains("database engine configured"), "{logs}");
+    assert!(
+        !logs.contains(&test_env("SRE_TEST_PG_PASSWORD")),
+        "the admin password is never logged"
     );
 }
 

@@ -5,6 +5,12 @@
 //! checked). The OpenBao token is never part of the file: it comes from
 //! [`TOKEN_ENV`] or from `openbao.token_file`, so the file can be reviewed and logged.
 
+mod engine;
+
+pub use engine::{
+    DEFAULT_CREATION_STATEMENTS, DEFAULT_REVOCATION_STATEMENTS, DbEngineSpec, RawDbEngine,
+};
+
 use crate::model::{Inventory, RawInventory, SecretClass};
 use serde::Deserialize;
 use sre_core::config::{ConfigError, Validate};
@@ -139,6 +145,12 @@ pub enum RawTarget {
         /// `lease_increment`, so two renewals can fail before the lease runs out).
         #[serde(default)]
         renew_every: Option<String>,
+        /// The engine's connection and role, configured by the controller ([`RawDbEngine`]);
+        /// absent: an operator configured them. Kept as a plain value until `validate`
+        /// reads it, so that its errors are reported at `targets.<name>.engine` rather
+        /// than at the target (serde loses the path inside a tagged enum).
+        #[serde(default)]
+        engine: Option<serde_json::Value>,
     },
     /// An Ed25519 signing or JWT key in the OpenBao transit engine.
     TransitSigning {
@@ -415,6 +427,9 @@ pub struct RotationConfig {
     /// Target per secret name. A secret that acts (not observe-only) without a target
     /// is shown in the status but not rotated; validation warns about it.
     pub targets: BTreeMap<String, TargetSpec>,
+    /// The database engine to configure per secret name, for the `postgres_dynamic`
+    /// targets with an `engine:` block.
+    pub engines: BTreeMap<String, DbEngineSpec>,
     /// Expiry of observe-only secrets, per secret name.
     pub certificates: BTreeMap<String, CertificateSpec>,
     /// Consumer refresh through the Kubernetes API.
@@ -428,6 +443,13 @@ impl RotationConfig {
     #[must_use]
     pub fn target(&self, name: &str) -> Option<&TargetSpec> {
         self.targets.get(name)
+    }
+
+    /// The database engine the controller configures for the secret called `name`
+    /// (`None`: none, or configured by an operator).
+    #[must_use]
+    pub fn engine(&self, name: &str) -> Option<&DbEngineSpec> {
+        self.engines.get(name)
     }
 
     /// Lease renewal per secret name, for the secrets whose target mints leased
@@ -461,6 +483,7 @@ fn target_spec(
             dbname,
             lease_increment,
             renew_every,
+            engine: _,
         } => {
             nonempty(errs, &at("database_mount"), &database_mount);
             nonempty(errs, &at("role"), &role);
@@ -764,6 +787,42 @@ fn check_targets(
     }
 }
 
+/// Every target, and the `engine:` blocks of the `postgres_dynamic` ones.
+fn targets_and_engines(
+    raw: BTreeMap<String, RawTarget>,
+    errs: &mut Vec<ConfigError>,
+) -> (BTreeMap<String, TargetSpec>, BTreeMap<String, DbEngineSpec>) {
+    let mut targets = BTreeMap::new();
+    let mut engines = BTreeMap::new();
+    for (name, mut raw) in raw {
+        let at = |f: &str| format!("targets.{name}.{f}");
+        let engine = match &mut raw {
+            RawTarget::PostgresDynamic { engine, .. } => engine.take(),
+            _ => None,
+        };
+        let spec = target_spec(raw, &at, errs);
+        if let (
+            Some(value),
+            TargetSpec::PostgresDynamic {
+                database_mount,
+                role,
+                ..
+            },
+        ) = (engine, &spec)
+        {
+            let at = |f: &str| match f {
+                "" => format!("targets.{name}.engine"),
+                f => format!("targets.{name}.engine.{f}"),
+            };
+            if let Some(e) = engine::parse(value, database_mount, role, &at, errs) {
+                engines.insert(name.clone(), e);
+            }
+        }
+        targets.insert(name, spec);
+    }
+    (targets, engines)
+}
+
 impl Validate for RawRotationConfig {
     type Valid = RotationConfig;
 
@@ -806,16 +865,12 @@ impl Validate for RawRotationConfig {
                     .map(|e| ConfigError::new(format!("inventory.{}", e.path), e.message)),
             );
         });
-        let mut targets = BTreeMap::new();
-        for (name, raw) in self.targets {
-            let at = |f: &str| format!("targets.{name}.{f}");
-            let spec = target_spec(raw, &at, &mut errs);
-            targets.insert(name, spec);
-        }
+        let (targets, mut engines) = targets_and_engines(self.targets, &mut errs);
         let (Ok(listen), Some(tick), Ok(mut inventory)) = (listen, tick, inventory) else {
             return Err(errs);
         };
         check_targets(&targets, &inventory, &mut errs);
+        engine::check(&mut engines, &targets, &inventory, tick, &mut errs);
         for (i, s) in inventory.secrets.iter().enumerate() {
             if !s.class.is_observe_only() && !targets.contains_key(&s.name) {
                 inventory.warnings.push(ConfigError::new(
@@ -855,6 +910,7 @@ impl Validate for RawRotationConfig {
             tick,
             inventory,
             targets,
+            engines,
             certificates,
             kubernetes,
             jwks,
@@ -1445,6 +1501,212 @@ certificates:
             assert_eq!(err.errors.len(), 1, "{err:?}");
             assert_eq!(err.errors[0].path, "targets.svc", "{target}");
             assert!(err.errors[0].message.contains(field), "{err:?}");
+        }
+    }
+
+    /// Two dynamic secrets on one engine mount: `db` and `report` share connection
+    /// `billing-pg`; `{db}` and `{report}` are the extra fields of their engine blocks.
+    fn engines_yaml(db: &str, report: &str) -> String {
+        format!(
+            "
+openbao: {{ address: 'http://bao:8200' }}
+inventory:
+  secrets:
+    - {{ name: db, class: dynamic_db, path: apps/db, max_age: 1h, overlap: 5m, owner: o, consumers: [deployment/a/b] }}
+    - {{ name: report, class: dynamic_db, path: apps/report, schedule: '0 */6 * * *', overlap: 1h, owner: o, consumers: [deployment/a/c] }}
+targets:
+  db: {{ kind: postgres_dynamic, database_mount: database, role: app, host: pg, port: 5432,
+        engine: {{ connection: billing-pg, connection_url: 'postgresql://{{{{username}}}}:{{{{password}}}}@pg:5432/billing',
+                  username: vault_admin, password_file: /var/run/secrets/pg-admin{db} }} }}
+  report: {{ kind: postgres_dynamic, database_mount: database, role: report, host: pg, port: 5432,
+            engine: {{ connection: billing-pg, connection_url: 'postgresql://{{{{username}}}}:{{{{password}}}}@pg:5432/billing',
+                      username: vault_admin, password_file: /var/run/secrets/pg-admin{report} }} }}
+"
+        )
+    }
+
+    #[test]
+    fn an_engine_block_gets_postgres_defaults_and_every_role_of_its_connection() {
+        let cfg = load(&engines_yaml("", ", default_ttl: 2h, max_ttl: 3d"))
+            .unwrap_or_else(|e| panic!("{e:?}"));
+        let db = cfg
+            .engine("db")
+            .unwrap_or_else(|| panic!("{:?}", cfg.engines));
+        assert_eq!(db.database_mount, "database");
+        assert_eq!(db.connection, "billing-pg");
+        assert_eq!(
+            db.connection_url,
+            "postgresql://{{username}}:{{password}}@pg:5432/billing"
+        );
+        assert_eq!(db.username, "vault_admin");
+        assert_eq!(db.password_file, PathBuf::from("/var/run/secrets/pg-admin"));
+        assert_eq!(db.role, "app");
+        assert_eq!(
+            (db.default_ttl, db.max_ttl),
+            (Duration::from_hours(1), Duration::from_hours(24))
+        );
+        assert_eq!(db.creation_statements, DEFAULT_CREATION_STATEMENTS);
+        assert_eq!(db.revocation_statements, DEFAULT_REVOCATION_STATEMENTS);
+        assert!(
+            db.creation_statements[0].contains("VALID UNTIL '{{expiration}}'")
+                && db.creation_statements[0].contains("LOGIN PASSWORD '{{password}}'"),
+            "{:?}",
+            db.creation_statements
+        );
+        assert_eq!(
+            db.allowed_roles,
+            ["app", "report"],
+            "the shared connection allows both roles"
+        );
+        let report = cfg
+            .engine("report")
+            .unwrap_or_else(|| panic!("no report engine"));
+        assert_eq!(report.allowed_roles, db.allowed_roles);
+        assert_eq!(
+            (report.default_ttl, report.max_ttl),
+            (Duration::from_hours(2), Duration::from_hours(72))
+        );
+        // The target itself is what it was without the block.
+        assert!(matches!(
+            cfg.target("db"),
+            Some(TargetSpec::PostgresDynamic { role, .. }) if role == "app"
+        ));
+        let plain = load(
+            "
+openbao: { address: 'http://x' }
+inventory:
+  secrets:
+    - { name: db, class: dynamic_db, path: apps/db, max_age: 1h, overlap: 5m, owner: o, consumers: [deployment/a/b] }
+targets:
+  db: { kind: postgres_dynamic, database_mount: database, role: app, host: h, port: 5432 }
+",
+        )
+        .unwrap_or_else(|e| panic!("{e:?}"));
+        assert!(
+            plain.engines.is_empty(),
+            "no block: configured by an operator"
+        );
+    }
+
+    #[test]
+    fn bad_engine_values_are_reported_with_their_paths() {
+        let err = load(
+            "
+openbao: { address: 'http://x' }
+inventory:
+  secrets:
+    - { name: db, class: dynamic_db, path: apps/db, max_age: 1h, overlap: 5m, owner: o, consumers: [deployment/a/b] }
+targets:
+  db: { kind: postgres_dynamic, database_mount: database, role: app, host: h, port: 5432,
+        engine: { connection: 'a/b', connection_url: 'postgresql://admin:hunter2@pg/billing', username: '',
+                  creation_statements: ['CREATE ROLE app LOGIN;'], revocation_statements: ['DROP ROLE x;'],
+                  default_ttl: 2h, max_ttl: 1h } }
+",
+        )
+        .expect_err("invalid");
+        let paths: Vec<&str> = err.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "targets.db.engine.connection",
+                "targets.db.engine.connection_url",
+                "targets.db.engine.username",
+                "targets.db.engine.password_file",
+                "targets.db.engine.creation_statements[0]",
+                "targets.db.engine.creation_statements",
+                "targets.db.engine.revocation_statements[0]",
+                "targets.db.engine.max_ttl",
+            ],
+            "{err:#?}"
+        );
+        assert!(
+            err.iter().all(|e| !e.message.contains("hunter2")),
+            "the message never quotes the URL: {err:?}"
+        );
+        let err = load(&engines_yaml(", default_ttl: 0s, max_ttl: soon", ""))
+            .expect_err("invalid durations");
+        let paths: Vec<&str> = err.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            ["targets.db.engine.default_ttl", "targets.db.engine.max_ttl"]
+        );
+    }
+
+    #[test]
+    fn a_max_ttl_that_ends_before_rotation_is_an_error_that_says_so() {
+        // db: max_age 1h + overlap 5m + tick 30s; report: every 6 h + overlap 1h.
+        let err = load(&engines_yaml(", max_ttl: 1h", ", max_ttl: 7h")).expect_err("too short");
+        let got: Vec<(&str, &str)> = err
+            .iter()
+            .map(|e| (e.path.as_str(), e.message.as_str()))
+            .collect();
+        assert_eq!(got.len(), 2, "{got:#?}");
+        assert_eq!(got[0].0, "targets.db.engine.max_ttl");
+        assert!(
+            got[0].1.contains("1h 5m 30s") && got[0].1.contains("expire before rotation"),
+            "{got:?}"
+        );
+        assert_eq!(got[1].0, "targets.report.engine.max_ttl");
+        assert!(
+            got[1].1.contains("(6h + 1h + 30s = 7h 30s)"),
+            "6 h between cron ticks: {got:?}"
+        );
+        load(&engines_yaml(", max_ttl: 1h 6m", ", max_ttl: 7h 1m"))
+            .unwrap_or_else(|e| panic!("just long enough: {e:?}"));
+
+        let err = load(&engines_yaml(", max_ttl: 90m", "").replace(
+            "host: pg, port: 5432,
+        engine",
+            "host: pg, port: 5432, lease_increment: 2h,
+        engine",
+        ))
+        .expect_err("renewal past max_ttl");
+        let paths: Vec<&str> = err.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["targets.db.lease_increment"], "{err:?}");
+    }
+
+    #[test]
+    fn blocks_that_share_a_connection_or_role_must_agree() {
+        let err = load(&engines_yaml("", "-other")).expect_err("two password files");
+        let paths: Vec<&str> = err.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["targets.report.engine.connection"], "{err:?}");
+        let same_role = engines_yaml("", ", max_ttl: 48h").replace("role: report", "role: app");
+        let err = load(&same_role).expect_err("one role, two definitions");
+        let paths: Vec<&str> = err.iter().map(|e| e.path.as_str()).collect();
+        assert_eq!(paths, ["targets.report.engine"], "{err:?}");
+    }
+
+    #[test]
+    fn an_unknown_engine_field_or_an_engine_on_another_kind_is_an_error_with_its_path() {
+        for (yaml, path, word) in [
+            (
+                engines_yaml(", password: hunter2", ""),
+                "targets.db.engine",
+                "password",
+            ),
+            (
+                format!(
+                    "{HEAD}targets:\n  tok: {{ kind: generated, engine: {{ connection: c }} }}\n"
+                ),
+                "targets.tok",
+                "engine",
+            ),
+        ] {
+            let source = sre_core::config::Source::Text {
+                name: "rotation.yaml".into(),
+                text: yaml,
+                format: sre_core::config::Format::Yaml,
+            };
+            let err = sre_core::config::load::<RawRotationConfig>(
+                &source,
+                &sre_core::config::EnvOverrides::with_prefix(ENV_PREFIX),
+                std::iter::empty(),
+            )
+            .expect_err("unknown field");
+            assert_eq!(err.errors.len(), 1, "{err:?}");
+            assert_eq!(err.errors[0].path, path, "{err:?}");
+            assert!(err.errors[0].message.contains(word), "{err:?}");
+            assert!(!err.to_string().contains("hunter2"), "{err}");
         }
     }
 

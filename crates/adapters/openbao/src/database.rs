@@ -142,6 +142,110 @@ impl fmt::Debug for BaoDatabase {
     }
 }
 
+/// The plugin every connection of this adapter uses.
+const POSTGRES_PLUGIN: &str = "postgresql-database-plugin";
+
+/// What an `ensure_*` call did to one piece of the engine's configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    /// It did not exist and was created.
+    Created,
+    /// It existed and was written again (it differed, or cannot be compared).
+    Updated,
+    /// It existed as wanted; nothing was written.
+    Unchanged,
+}
+
+/// What [`BaoDatabase::ensure_dynamic`] did, piece by piece: a first call on an empty
+/// server reports three `Created`, a repeat `Unchanged` / `Updated` / `Unchanged`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EngineChanges {
+    /// The mount (`Created` or `Unchanged`).
+    pub mount: Change,
+    /// The connection (`Created` or `Updated`: it is always written).
+    pub connection: Change,
+    /// The dynamic role.
+    pub role: Change,
+}
+
+/// Replaces every occurrence of `secret` in the error's text: OpenBao passes on what
+/// the database driver said, and a driver may quote the connection it was given.
+fn redact(e: PortError, secret: &str) -> PortError {
+    if secret.is_empty() {
+        return e;
+    }
+    let clean = |m: String| m.replace(secret, "<redacted>");
+    match e {
+        PortError::Rejected { backend, message } => PortError::Rejected {
+            backend,
+            message: clean(message),
+        },
+        PortError::Unavailable { backend, message } => PortError::Unavailable {
+            backend,
+            message: clean(message),
+        },
+        PortError::Malformed {
+            backend,
+            what,
+            message,
+        } => PortError::Malformed {
+            backend,
+            what,
+            message: clean(message),
+        },
+        PortError::Invalid(message) => PortError::Invalid(clean(message)),
+        other => other,
+    }
+}
+
+/// Whether a GET of `path` finds something (404: no).
+async fn exists(client: &VaultClient, path: &str) -> Result<bool, PortError> {
+    match client::envelope(client, Raw::get(path.to_owned()), path).await {
+        Ok(_) => Ok(true),
+        Err(PortError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
+/// The engine type mounted at `mount` according to a `sys/mounts` answer (which lists
+/// mounts as `<path>/` both at the top level and under `data`), `None` when nothing is.
+fn mount_type(v: &serde_json::Value, mount: &str) -> Result<Option<String>, PortError> {
+    let table = v.get("data").filter(|d| d.is_object()).unwrap_or(v);
+    let key = format!("{}/", mount.trim_matches('/'));
+    table
+        .get(&key)
+        .map(|m| {
+            m.get("type")
+                .and_then(serde_json::Value::as_str)
+                .map(str::to_owned)
+                .ok_or_else(|| malformed("sys/mounts", format!("no type for {key}")))
+        })
+        .transpose()
+}
+
+/// Whether a `<mount>/roles/<name>` answer already says what `role` on connection `db`
+/// wants. A missing statement list reads as empty; TTLs come back in whole seconds.
+fn role_matches(v: &serde_json::Value, db: &str, role: &DynamicRole) -> bool {
+    let Some(data) = v.get("data") else {
+        return false;
+    };
+    let list = |k: &str| -> Option<Vec<String>> {
+        match data.get(k) {
+            None | Some(serde_json::Value::Null) => Some(Vec::new()),
+            Some(serde_json::Value::Array(a)) => {
+                a.iter().map(|s| s.as_str().map(str::to_owned)).collect()
+            }
+            Some(_) => None,
+        }
+    };
+    let num = |k: &str| data.get(k).and_then(serde_json::Value::as_u64);
+    data.get("db_name").and_then(serde_json::Value::as_str) == Some(db)
+        && list("creation_statements").as_ref() == Some(&role.creation_statements)
+        && list("revocation_statements").as_ref() == Some(&role.revocation_statements)
+        && num("default_ttl") == Some(role.default_ttl.as_secs())
+        && num("max_ttl") == Some(role.max_ttl.as_secs())
+}
+
 fn secs(d: Duration) -> String {
     format!("{}s", d.as_secs())
 }
@@ -269,7 +373,8 @@ impl BaoDatabase {
     }
 
     /// Creates or replaces connection `name` with `postgresql-database-plugin`. The
-    /// engine connects once to verify, so wrong credentials fail here.
+    /// engine connects once to verify, so wrong credentials fail here. The password is
+    /// cut out of any error text (a driver may echo what it was given).
     #[tracing::instrument(skip_all, fields(mount = %self.mount, connection = name))]
     pub async fn configure_postgres(
         &self,
@@ -278,30 +383,131 @@ impl BaoDatabase {
     ) -> Result<(), PortError> {
         let mut b = PostgreSQLConnectionRequest::builder();
         b.connection_url(conn.connection_url.clone())
-            .plugin_name("postgresql-database-plugin".to_owned())
+            .plugin_name(POSTGRES_PLUGIN.to_owned())
             .username(conn.username.clone())
             .password(conn.password.clone())
             .allowed_roles(conn.allowed_roles.clone())
             .verify_connection(true);
         vaultrs::database::connection::postgres(&self.client, &self.mount, name, Some(&mut b))
             .await
-            .map_err(|e| Failure::from_client(&e).into_port(name))
+            .map_err(|e| redact(Failure::from_client(&e).into_port(name), &conn.password))
     }
 
-    /// Creates or replaces a dynamic role on connection `db`.
+    /// Creates or replaces a dynamic role on connection `db`. The revocation statements
+    /// are always sent, empty included, so that replacing a role also clears statements
+    /// it no longer has (OpenBao keeps a field that an update leaves out).
     #[tracing::instrument(skip_all, fields(mount = %self.mount, role = %role.name))]
     pub async fn set_role(&self, db: &str, role: &DynamicRole) -> Result<(), PortError> {
         let mut b = SetRoleRequest::builder();
         b.db_name(db.to_owned())
             .creation_statements(role.creation_statements.clone())
+            .revocation_statements(role.revocation_statements.clone())
             .default_ttl(secs(role.default_ttl))
             .max_ttl(secs(role.max_ttl));
-        if !role.revocation_statements.is_empty() {
-            b.revocation_statements(role.revocation_statements.clone());
-        }
         vaultrs::database::role::set(&self.client, &self.mount, &role.name, Some(&mut b))
             .await
             .map_err(|e| Failure::from_client(&e).into_port(&role.name))
+    }
+
+    /// Makes the engine at this mount serve `role` from PostgreSQL connection
+    /// `connection`, from whatever is there now: mounts the engine if the mount is
+    /// missing, writes the connection, and writes the role unless it already reads back
+    /// as wanted. Safe to repeat (a controller calls it at every start): a second call
+    /// changes nothing but the connection, which is written every time because OpenBao
+    /// never returns its password and so a changed password cannot be seen otherwise.
+    ///
+    /// Errors: a mount of another engine type at this path is `Rejected` (writing a
+    /// database config into a KV mount would "succeed" and configure nothing); a role
+    /// that `conn.allowed_roles` does not allow is `Invalid` before anything is sent;
+    /// the engine refusing the connection (wrong password, unreachable database) is
+    /// `Rejected`, without the password in its text.
+    #[tracing::instrument(skip_all, fields(mount = %self.mount, connection = %connection, role = %role.name))]
+    pub async fn ensure_dynamic(
+        &self,
+        connection: &str,
+        conn: &PostgresConnection,
+        role: &DynamicRole,
+    ) -> Result<EngineChanges, PortError> {
+        if !conn
+            .allowed_roles
+            .iter()
+            .any(|r| r == &role.name || r == "*")
+        {
+            return Err(PortError::Invalid(format!(
+                "role {} is not in the allowed_roles of connection {connection}",
+                role.name
+            )));
+        }
+        let changes = EngineChanges {
+            mount: self.ensure_mount().await?,
+            connection: self.ensure_postgres(connection, conn).await?,
+            role: self.ensure_role(connection, role).await?,
+        };
+        tracing::info!(?changes, "database engine configured");
+        Ok(changes)
+    }
+
+    /// Mounts the database engine here unless it is mounted already. A mount of another
+    /// type at this path is `Rejected`. Needs `read` on `sys/mounts` (and, the first
+    /// time, `create` on `sys/mounts/<mount>`).
+    #[tracing::instrument(skip_all, fields(mount = %self.mount))]
+    pub async fn ensure_mount(&self) -> Result<Change, PortError> {
+        let v = client::envelope(&self.client, Raw::get("sys/mounts"), "sys/mounts").await?;
+        match mount_type(&v, &self.mount)? {
+            Some(t) if t == "database" => Ok(Change::Unchanged),
+            Some(t) => Err(PortError::Rejected {
+                backend: BACKEND,
+                message: format!(
+                    "{}/ is mounted as a {t} engine, not database: pick another database_mount",
+                    self.mount
+                ),
+            }),
+            None => {
+                self.enable().await?;
+                Ok(Change::Created)
+            }
+        }
+    }
+
+    /// Writes connection `name` (see [`Self::configure_postgres`]); `Created` when there
+    /// was none, else `Updated`: it is written every time, since its password cannot be
+    /// read back to compare.
+    #[tracing::instrument(skip_all, fields(mount = %self.mount, connection = name))]
+    pub async fn ensure_postgres(
+        &self,
+        name: &str,
+        conn: &PostgresConnection,
+    ) -> Result<Change, PortError> {
+        let path = format!("{}/config/{name}", self.mount);
+        let existed = exists(&self.client, &path).await?;
+        self.configure_postgres(name, conn).await?;
+        Ok(if existed {
+            Change::Updated
+        } else {
+            Change::Created
+        })
+    }
+
+    /// Writes dynamic role `role.name` on connection `db` unless it reads back with the
+    /// same connection, statements and TTLs (`Unchanged`); `Created` or `Updated`
+    /// otherwise. Leases already issued keep the TTLs they were issued with.
+    #[tracing::instrument(skip_all, fields(mount = %self.mount, role = %role.name))]
+    pub async fn ensure_role(&self, db: &str, role: &DynamicRole) -> Result<Change, PortError> {
+        let path = format!("{}/roles/{}", self.mount, role.name);
+        let current = match client::envelope(&self.client, Raw::get(path.clone()), &path).await {
+            Ok(v) => Some(v),
+            Err(PortError::NotFound { .. }) => None,
+            Err(e) => return Err(e),
+        };
+        if current.as_ref().is_some_and(|v| role_matches(v, db, role)) {
+            return Ok(Change::Unchanged);
+        }
+        self.set_role(db, role).await?;
+        Ok(if current.is_some() {
+            Change::Updated
+        } else {
+            Change::Created
+        })
     }
 
     /// Mints credentials from `role`: the engine creates the database user now.
@@ -452,6 +658,74 @@ mod tests {
         assert!(!format!("{c:?}").contains("A1a-x"));
         let bad = static_credential(&serde_json::json!({"data": {"username": "svc"}}), "p");
         assert!(matches!(bad, Err(PortError::Malformed { .. })), "{bad:?}");
+    }
+
+    fn app_role() -> DynamicRole {
+        DynamicRole {
+            name: "app".into(),
+            creation_statements: vec!["CREATE ROLE \"{{name}}\";".into()],
+            revocation_statements: vec![],
+            default_ttl: Duration::from_hours(1),
+            max_ttl: Duration::from_hours(24),
+        }
+    }
+
+    #[test]
+    fn a_role_matches_only_when_connection_statements_and_ttls_all_agree() {
+        let role = app_role();
+        let read = serde_json::json!({"data": {"db_name": "pg",
+            "creation_statements": ["CREATE ROLE \"{{name}}\";"], "revocation_statements": [],
+            "renew_statements": [], "default_ttl": 3600, "max_ttl": 86_400}});
+        assert!(role_matches(&read, "pg", &role));
+        assert!(
+            !role_matches(&read, "other-pg", &role),
+            "another connection"
+        );
+        let mut missing = read.clone();
+        missing["data"]
+            .as_object_mut()
+            .map(|d| d.remove("revocation_statements"));
+        assert!(role_matches(&missing, "pg", &role), "absent list = empty");
+        for (key, value) in [
+            ("default_ttl", serde_json::json!(1800)),
+            ("max_ttl", serde_json::json!(7200)),
+            ("revocation_statements", serde_json::json!(["DROP ROLE x;"])),
+            ("creation_statements", serde_json::json!(["CREATE ROLE y;"])),
+            ("creation_statements", serde_json::json!("CREATE ROLE y;")),
+        ] {
+            let mut changed = read.clone();
+            changed["data"][key] = value;
+            assert!(!role_matches(&changed, "pg", &role), "{key} differs");
+        }
+        assert!(!role_matches(&serde_json::json!({}), "pg", &role));
+    }
+
+    #[test]
+    fn mount_types_are_read_from_either_shape_of_sys_mounts() {
+        let v = serde_json::json!({"secret/": {"type": "kv"},
+            "data": {"secret/": {"type": "kv"}, "db/": {"type": "database"}}});
+        assert_eq!(mount_type(&v, "db"), Ok(Some("database".into())));
+        assert_eq!(mount_type(&v, "/secret/"), Ok(Some("kv".into())));
+        assert_eq!(mount_type(&v, "nope"), Ok(None));
+        let top = serde_json::json!({"db/": {"type": "database"}});
+        assert_eq!(mount_type(&top, "db"), Ok(Some("database".into())));
+        let bad = mount_type(&serde_json::json!({"data": {"db/": {}}}), "db");
+        assert!(matches!(bad, Err(PortError::Malformed { .. })), "{bad:?}");
+    }
+
+    #[test]
+    fn redaction_cuts_the_password_out_of_every_message() {
+        let e = PortError::Rejected {
+            backend: BACKEND,
+            message: "status 400: failed to verify: postgres://admin:hunter22@h/db".into(),
+        };
+        let out = redact(e, "hunter22").to_string();
+        assert!(
+            !out.contains("hunter22") && out.contains("<redacted>"),
+            "{out}"
+        );
+        let same = PortError::NotFound { what: "x".into() };
+        assert_eq!(redact(same.clone(), ""), same);
     }
 
     #[test]

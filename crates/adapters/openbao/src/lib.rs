@@ -22,7 +22,8 @@ mod unseal;
 
 pub use config::BaoConfig;
 pub use database::{
-    BaoDatabase, DbCredential, DynamicRole, Lease, PostgresConnection, StaticCredential, StaticRole,
+    BaoDatabase, Change, DbCredential, DynamicRole, EngineChanges, Lease, PostgresConnection,
+    StaticCredential, StaticRole,
 };
 pub use envelope::{Envelope, progress as rewrap_progress, rewrap_step};
 pub use error::Error;

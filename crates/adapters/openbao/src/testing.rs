@@ -276,20 +276,19 @@ pub fn test_pg_connection(allowed_roles: &[&str]) -> PostgresConnection {
 }
 
 /// A database engine on the shared server at a mount of its own (`unique(tag)`), set up
-/// as an operator would: connection `pg` to the test PostgreSQL and the dynamic role
-/// [`DYNAMIC_ROLE`] (login users valid for 1 h, at most 2 h, no revocation statements).
+/// through the product's own [`BaoDatabase::ensure_dynamic`] (what `rotation-controller`
+/// runs for an `engine:` block): connection `pg` to the test PostgreSQL and the dynamic
+/// role [`DYNAMIC_ROLE`] (login users valid for 1 h, at most 2 h, no revocation
+/// statements).
 ///
 /// # Panics
 ///
 /// When the engine cannot be enabled or configured.
 pub async fn dynamic_db_engine(tag: &str) -> BaoDatabase {
     let db = BaoDatabase::new(&shared_config(), unique(tag)).expect("a database engine client");
-    db.enable().await.expect("enable the database engine");
-    db.configure_postgres("pg", &test_pg_connection(&[DYNAMIC_ROLE]))
-        .await
-        .expect("configure the postgres connection");
-    db.set_role(
+    db.ensure_dynamic(
         "pg",
+        &test_pg_connection(&[DYNAMIC_ROLE]),
         &DynamicRole {
             name: DYNAMIC_ROLE.into(),
             creation_statements: vec![
@@ -301,6 +300,6 @@ pub async fn dynamic_db_engine(tag: &str) -> BaoDatabase {
         },
     )
     .await
-    .expect("create the dynamic role");
+    .expect("configure the database engine (mount, connection, role)");
     db
 }

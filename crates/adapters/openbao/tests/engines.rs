@@ -11,8 +11,8 @@ use sre_adapter_openbao::testing::{
     unique,
 };
 use sre_adapter_openbao::{
-    BaoDatabase, BaoSecretStore, BaoTransit, BaoUnsealer, PostgresConnection, SignatureCheck,
-    UnsealConfig, UnsealError, signature_version,
+    BaoDatabase, BaoSecretStore, BaoTransit, BaoUnsealer, Change, DynamicRole, EngineChanges,
+    PostgresConnection, SignatureCheck, UnsealConfig, UnsealError, signature_version,
 };
 use sre_core::PortError;
 use sre_core::ports::{SecretData, SecretStore};
@@ -92,6 +92,168 @@ async fn dynamic_credentials_log_in_renew_and_stop_working_after_revocation() {
         .await
         .expect("revoking one lease leaves the others working");
     db.revoke(&other.lease.id).await.expect("revoke other");
+}
+
+/// Logs in like [`login`] and returns who PostgreSQL says is logged in.
+async fn whoami(user: &str, password: &str) -> Result<String, tokio_postgres::Error> {
+    let port: u16 = test_env("SRE_TEST_PG_PORT")
+        .parse()
+        .expect("SRE_TEST_PG_PORT");
+    let (client, conn) = tokio_postgres::Config::new()
+        .host(test_env("SRE_TEST_PG_HOST"))
+        .port(port)
+        .user(user)
+        .password(password)
+        .dbname("postgres")
+        .connect_timeout(Duration::from_secs(5))
+        .connect(tokio_postgres::NoTls)
+        .await?;
+    let task = tokio::spawn(conn);
+    let row = client.query_one("SELECT current_user::text", &[]).await;
+    drop(client);
+    let _ = task.await;
+    Ok(row?.get(0))
+}
+
+/// A role as the rotation config's defaults write it: a login user valid until its
+/// lease ends, dropped on revocation.
+fn product_role(default_ttl: Duration) -> DynamicRole {
+    DynamicRole {
+        name: "app".into(),
+        creation_statements: vec![
+            "CREATE ROLE \"{{name}}\" WITH LOGIN PASSWORD '{{password}}' VALID UNTIL '{{expiration}}';".into(),
+        ],
+        revocation_statements: vec!["DROP ROLE IF EXISTS \"{{name}}\";".into()],
+        default_ttl,
+        max_ttl: Duration::from_hours(24),
+    }
+}
+
+/// The product's ensure API from nothing: a mount that does not exist yet ends up
+/// serving 1 h credentials that log in; a second call writes nothing but the connection
+/// and leaves issued credentials working; a changed TTL is applied.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensure_dynamic_configures_a_fresh_mount_and_is_idempotent() {
+    let db = BaoDatabase::new(&shared_config(), unique("ensure")).expect("client");
+    let err = db.issue("app").await.expect_err("nothing is mounted yet");
+    assert!(
+        matches!(err, PortError::NotFound { .. } | PortError::Rejected { .. }),
+        "{err:?}"
+    );
+    let conn = test_pg_connection(&["app"]);
+    let first = db
+        .ensure_dynamic("pg", &conn, &product_role(Duration::from_hours(1)))
+        .await
+        .expect("configure from nothing");
+    assert_eq!(
+        first,
+        EngineChanges {
+            mount: Change::Created,
+            connection: Change::Created,
+            role: Change::Created
+        }
+    );
+    let cred = db.issue("app").await.expect("issue");
+    assert_eq!(cred.lease.duration, Duration::from_hours(1), "TTL 1h");
+    assert!(cred.lease.renewable);
+    assert_eq!(
+        whoami(&cred.username, &cred.password).await.expect("login"),
+        cred.username
+    );
+
+    let again = db
+        .ensure_dynamic("pg", &conn, &product_role(Duration::from_hours(1)))
+        .await
+        .expect("a second call");
+    assert_eq!(
+        again,
+        EngineChanges {
+            mount: Change::Unchanged,
+            connection: Change::Updated,
+            role: Change::Unchanged
+        },
+        "only the connection (whose password cannot be compared) is written again"
+    );
+    whoami(&cred.username, &cred.password)
+        .await
+        .expect("credentials issued before the repeat still log in");
+    let looked = db.lookup(&cred.lease.id).await.expect("lookup");
+    assert!(looked.duration > Duration::from_mins(59), "{looked:?}");
+
+    let shorter = db
+        .ensure_dynamic("pg", &conn, &product_role(Duration::from_mins(30)))
+        .await
+        .expect("a changed role");
+    assert_eq!(shorter.role, Change::Updated);
+    let second = db.issue("app").await.expect("issue after the change");
+    assert_eq!(second.lease.duration, Duration::from_mins(30));
+
+    for c in [&cred, &second] {
+        db.revoke(&c.lease.id).await.expect("revoke");
+        whoami(&c.username, &c.password)
+            .await
+            .expect_err("the revocation statement dropped the user");
+    }
+}
+
+/// What the ensure API refuses, and that a refused call leaves nothing behind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ensure_dynamic_refuses_other_mount_types_bad_passwords_and_unallowed_roles() {
+    let kv = BaoDatabase::new(&shared_config(), "secret").expect("client");
+    let err = kv
+        .ensure_dynamic(
+            "pg",
+            &test_pg_connection(&["app"]),
+            &product_role(Duration::from_hours(1)),
+        )
+        .await
+        .expect_err("the dev server's KV mount is no database engine");
+    assert!(
+        matches!(&err, PortError::Rejected { message, .. } if message.contains("kv")),
+        "{err:?}"
+    );
+
+    let db = BaoDatabase::new(&shared_config(), unique("ensurebad")).expect("client");
+    let err = db
+        .ensure_dynamic(
+            "pg",
+            &test_pg_connection(&["other"]),
+            &product_role(Duration::from_hours(1)),
+        )
+        .await
+        .expect_err("role app is not allowed on the connection");
+    assert!(matches!(err, PortError::Invalid(_)), "{err:?}");
+    assert_eq!(
+        db.ensure_mount().await,
+        Ok(Change::Created),
+        "the refused call mounted nothing"
+    );
+
+    let secret = "Wr0ng-but-secret-pa55word";
+    let err = db
+        .ensure_dynamic(
+            "pg",
+            &PostgresConnection {
+                password: secret.into(),
+                ..test_pg_connection(&["app"])
+            },
+            &product_role(Duration::from_hours(1)),
+        )
+        .await
+        .expect_err("PostgreSQL refuses the admin password");
+    assert!(matches!(err, PortError::Rejected { .. }), "{err:?}");
+    assert!(
+        !format!("{err:?} {err}").contains(secret),
+        "the password is never returned: {err:?}"
+    );
+    let err = db
+        .issue("app")
+        .await
+        .expect_err("no role was written after the connection failed");
+    assert!(
+        matches!(err, PortError::NotFound { .. } | PortError::Rejected { .. }),
+        "{err:?}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
