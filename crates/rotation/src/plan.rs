@@ -41,6 +41,8 @@ pub enum WaitReason {
     Denied,
     /// SPIRE or cert-manager rotates this one.
     ObserveOnly,
+    /// The last attempt was aborted; the next waits [`ABORT_RETRY_AFTER`].
+    AfterAbort,
 }
 
 /// The next thing to do for one secret.
@@ -220,9 +222,39 @@ pub fn decide(
                     until: Some(due),
                     reason: WaitReason::NotDue,
                 },
-                Some(_) => gate(state, obs, secret, now),
+                Some(_) => match retry_after_abort(state, secret) {
+                    Some(at) if at > now => Step::Wait {
+                        until: Some(at),
+                        reason: WaitReason::AfterAbort,
+                    },
+                    _ => gate(state, obs, secret, now),
+                },
             }
         }
+    }
+}
+
+/// How long a secret whose last rotation was aborted (the target refused the new
+/// credential) waits before the next attempt. Without it a due secret would be retried
+/// at once, minting and revoking a refused credential every tick; the refusal usually
+/// needs a person (a role without LOGIN, a revoked grant), who can retry at once with
+/// `sre rotation rotate`.
+pub const ABORT_RETRY_AFTER: std::time::Duration = std::time::Duration::from_mins(15);
+
+/// When the next attempt after an abort may start; `None` when the last attempt was
+/// not aborted or the run is forced ([`crate::status::due_now`]: an operator's explicit
+/// rotation).
+pub(crate) fn retry_after_abort(
+    state: &RotationState,
+    secret: &ManagedSecret,
+) -> Option<DateTime<Utc>> {
+    let forced = matches!(secret.cadence, crate::model::Cadence::MaxAge(d) if d.is_zero());
+    match (&state.last_result, state.last_result_at) {
+        (Some(LastResult::Aborted { .. }), Some(at)) if !forced => {
+            let wait = chrono::Duration::from_std(ABORT_RETRY_AFTER).unwrap_or_default();
+            at.checked_add_signed(wait)
+        }
+        _ => None,
     }
 }
 
@@ -281,6 +313,7 @@ pub fn apply(
         next.last_result = Some(LastResult::Failed {
             message: message.clone(),
         });
+        next.last_result_at = Some(now);
         return next;
     }
     let pending_at = |stage: &Stage, version: u64| match &state.phase {
@@ -348,6 +381,7 @@ pub fn apply(
             next.rotations += 1;
             next.phase = Phase::Idle;
             next.last_result = Some(LastResult::Rotated);
+            next.last_result_at = Some(now);
         }
         (Step::DropPending { version, reason }, Outcome::Done)
             if state.pending() == Some(*version) =>
@@ -356,6 +390,7 @@ pub fn apply(
             next.last_result = Some(LastResult::Aborted {
                 reason: reason.clone(),
             });
+            next.last_result_at = Some(now);
         }
         (Step::RetirePrevious { version }, Outcome::Done)
             if state
@@ -594,8 +629,48 @@ mod tests {
             st.highest_seen, 2,
             "a dropped version is never adopted again"
         );
-        // Still due once the cadence says so; backing off between attempts is the shell's job.
+        // Still due once the cadence says so.
         check(&st, &obs(2), &s, 3600, &Step::CreatePending);
+    }
+
+    #[test]
+    fn an_overdue_secret_pauses_after_an_abort_unless_forced() {
+        let s = secret(3600, 60);
+        // Overdue (rotated two hours ago), and its last attempt was just refused.
+        let mut st = idle(1, -7200);
+        st.last_result = Some(LastResult::Aborted {
+            reason: "role has no LOGIN".into(),
+        });
+        st.last_result_at = Some(t(2));
+        st.highest_seen = 2; // the refused version 2 was written, then dropped
+        let retry_at = 2 + 15 * 60;
+        check(
+            &st,
+            &obs(2),
+            &s,
+            3,
+            &Step::Wait {
+                until: Some(t(retry_at)),
+                reason: WaitReason::AfterAbort,
+            },
+        );
+        check(&st, &obs(2), &s, retry_at, &Step::CreatePending);
+        // `sre rotation rotate` after the operator fixed the target: at once.
+        check(
+            &st,
+            &obs(2),
+            &crate::status::due_now(&s),
+            3,
+            &Step::CreatePending,
+        );
+        // The status shows the pause as the next rotation time.
+        let row = crate::status::row(&s, &st, None, t(3));
+        assert_eq!(row.next_rotation, Some(t(retry_at)));
+        // A failure (not an abort) does not pause: the shell backs off on errors.
+        st.last_result = Some(LastResult::Failed {
+            message: "sealed".into(),
+        });
+        check(&st, &obs(2), &s, 3, &Step::CreatePending);
     }
 
     #[test]
@@ -844,16 +919,23 @@ mod tests {
                 prop_assert!(persisted.rotations >= rotations_seen);
                 rotations_seen = persisted.rotations;
             }
-            // Faults stop: within a bounded number of steps the secret is rotated and
-            // settled, with only the current credential accepted.
+            // Faults stop: after the pause that follows an abort, within a bounded
+            // number of steps the secret is rotated and settled, with only the current
+            // credential accepted.
+            let pause_over = |persisted: &RotationState, world: &World, now| {
+                match decide(persisted, &obs(world.latest), &s, now) {
+                    Step::Wait { until: Some(u), reason: WaitReason::AfterAbort } => u,
+                    _ => now + chrono::Duration::seconds(10),
+                }
+            };
             for _ in 0..20 {
                 run(&Fault::None, &mut world, &mut persisted, now);
-                now += chrono::Duration::seconds(10);
+                now = pause_over(&persisted, &world, now);
             }
             for _ in 0..10 {
                 if persisted.previous.is_none() && persisted.phase == Phase::Idle { break; }
                 run(&Fault::None, &mut world, &mut persisted, now);
-                now += chrono::Duration::seconds(10);
+                now = pause_over(&persisted, &world, now);
             }
             prop_assert_eq!(&persisted.phase, &Phase::Idle);
             prop_assert!(persisted.current.is_some());

@@ -98,6 +98,9 @@ pub struct RotationState {
     pub rotations: u64,
     /// How the last attempt ended.
     pub last_result: Option<LastResult>,
+    /// When it ended: an aborted rotation is retried only [`crate::plan::ABORT_RETRY_AFTER`]
+    /// later, not at the next tick.
+    pub last_result_at: Option<DateTime<Utc>>,
 }
 
 impl RotationState {
@@ -112,6 +115,7 @@ impl RotationState {
             highest_seen: 0,
             rotations: 0,
             last_result: None,
+            last_result_at: None,
         }
     }
 
@@ -192,6 +196,9 @@ pub fn encode(state: &RotationState, custom: &mut BTreeMap<String, String>) {
     }
     put("highest_seen", state.highest_seen.to_string());
     put("rotations", state.rotations.to_string());
+    if let Some(t) = state.last_result_at {
+        put("last_result_at", t.to_rfc3339());
+    }
     if let Some(r) = &state.last_result {
         put("last_result", r.label().to_owned());
         match r {
@@ -278,6 +285,7 @@ pub fn decode(custom: &BTreeMap<String, String>) -> Result<RotationState, StateE
         highest_seen: num("highest_seen")?.unwrap_or(0),
         rotations: num("rotations")?.unwrap_or(0),
         last_result,
+        last_result_at: time("last_result_at")?,
     })
 }
 
@@ -320,6 +328,7 @@ mod tests {
                 last_result: Some(LastResult::Failed {
                     message: "sealed".into(),
                 }),
+                last_result_at: Some(t(60)),
             });
         }
     }

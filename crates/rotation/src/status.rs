@@ -102,7 +102,10 @@ pub fn row(
     };
     let next_rotation = match state.phase {
         Phase::Pending { .. } => None,
-        Phase::Idle => plan::next_due(state, secret).map(|due| due.max(now)),
+        Phase::Idle => plan::next_due(state, secret).map(|due| {
+            let due = due.max(now);
+            plan::retry_after_abort(state, secret).map_or(due, |retry| due.max(retry))
+        }),
     };
     let (last_result, last_message) = match &state.last_result {
         None => ("none", None),
@@ -323,6 +326,7 @@ pub fn describe(step: &Step) -> String {
                 WaitReason::Approval => "approval requested, not decided yet",
                 WaitReason::Denied => "approval denied",
                 WaitReason::ObserveOnly => "rotated by another system (observe only)",
+                WaitReason::AfterAbort => "last attempt aborted; retried after a pause",
             };
             match until {
                 Some(u) => format!("wait ({why}) until {}", rfc3339(*u)),
