@@ -113,6 +113,9 @@ pub fn run(args: &RotationArgs) -> ExitCode {
         match &args.command {
             RotationCommand::Status => status_table(&cfg, &store).await,
             RotationCommand::Rotate { name, dry_run } => {
+                if !*dry_run && let Err(code) = ensure_engine(&cfg, &bao, name).await {
+                    return code;
+                }
                 rotate(&cfg, &managed, &store, name, *dry_run).await
             }
             RotationCommand::Approve { id, by } => approve(&cfg, &store, id, by).await,
@@ -120,11 +123,64 @@ pub fn run(args: &RotationArgs) -> ExitCode {
     })
 }
 
+/// Configures `name`'s database engine (its `engine:` block) before a rotation, as the
+/// controller does before its first drive: without it every issue fails against a
+/// missing role. Nothing to do without a block.
+async fn ensure_engine(
+    cfg: &RotationConfig,
+    bao: &sre_adapter_openbao::BaoConfig,
+    name: &str,
+) -> Result<(), ExitCode> {
+    let engines = ports::engines(cfg, bao).map_err(|e| {
+        eprintln!("{e:#}");
+        ExitCode::from(64)
+    })?;
+    let Some(engine) = engines.get(name) else {
+        return Ok(());
+    };
+    match engine.ensure().await {
+        Ok(changes) => {
+            println!(
+                "database engine of {name}: mount {:?}, connection {:?}, role {:?}",
+                changes.mount, changes.connection, changes.role
+            );
+            Ok(())
+        }
+        Err(e) => {
+            eprintln!("error: database engine of {name}: {}", error_chain(&e));
+            Err(ExitCode::from(if e.kind() == "unavailable" {
+                69
+            } else {
+                1
+            }))
+        }
+    }
+}
+
 async fn status_table(cfg: &RotationConfig, store: &BaoSecretStore) -> ExitCode {
     let now = chrono::Utc::now();
+    // cert-manager sources need a Kubernetes client; built only when one is named.
+    let cert_manager: Option<Box<dyn rotation_controller::certs::CertManager>> =
+        if cfg.certificates.values().any(|c| {
+            matches!(
+                c.source,
+                sre_rotation::config::CertSource::CertManager { .. }
+            )
+        }) {
+            rotation_controller::consumers::client(&cfg.kubernetes)
+                .await
+                .map(|c| Box::new(sre_adapter_kube::CertificateStatus::new(c)) as Box<_>)
+        } else {
+            None
+        };
     let mut rows = Vec::new();
     for s in &cfg.inventory.secrets {
-        rows.push(drive::status(store, s, now).await);
+        let mut row = drive::status(store, s, now).await;
+        if let Some(spec) = cfg.certificates.get(&s.name) {
+            let observed = rotation_controller::certs::read(spec, cert_manager.as_deref()).await;
+            row = row.with_certificate(&observed, spec.alert_before, now);
+        }
+        rows.push(row);
     }
     print!("{}", status::render_table(&rows, now));
     if rows.iter().any(|r| r.error.is_some()) {
