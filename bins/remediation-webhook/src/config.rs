@@ -604,16 +604,7 @@ fn check_budget(
 
 /// Checks the Gitea section: an http(s) URL and a non-zero timeout.
 fn check_gitea(g: RawGitea, errs: &mut Vec<ConfigError>) -> GiteaConfig {
-    if let Err(e) = reqwest::Url::parse(&g.url)
-        .map_err(|e| e.to_string())
-        .and_then(|u| {
-            if matches!(u.scheme(), "http" | "https") {
-                Ok(())
-            } else {
-                Err(format!("{u}: scheme must be http or https"))
-            }
-        })
-    {
+    if let Err(e) = crate::notify::http_url(&g.url) {
         errs.push(ConfigError::new("gitea.url", e));
     }
     if g.timeout.is_zero() {

@@ -70,16 +70,7 @@ impl GiteaDispatcher {
     /// A dispatcher for the Gitea at `base_url` (`https://gitea.example`, with or without a
     /// sub-path), each request limited to `timeout`.
     pub fn new(base_url: &str, token: &str, timeout: Duration) -> Result<Self, GiteaError> {
-        let mut base = Url::parse(base_url).map_err(|e| GiteaError::Url(e.to_string()))?;
-        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-            return Err(GiteaError::Url(format!(
-                "{base}: scheme must be http or https"
-            )));
-        }
-        if !base.path().ends_with('/') {
-            let p = format!("{}/", base.path());
-            base.set_path(&p);
-        }
+        let base = crate::notify::api_base(base_url).map_err(GiteaError::Url)?;
         let token = token.trim();
         if token.is_empty() {
             return Err(GiteaError::EmptyToken);

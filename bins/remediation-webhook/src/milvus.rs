@@ -481,16 +481,7 @@ impl MilvusIndexes {
         db_name: &str,
         timeout: Duration,
     ) -> Result<Self, MilvusError> {
-        let mut base = Url::parse(url).map_err(|e| MilvusError::Url(e.to_string()))?;
-        if !matches!(base.scheme(), "http" | "https") || base.host_str().is_none() {
-            return Err(MilvusError::Url(format!(
-                "{base}: scheme must be http or https"
-            )));
-        }
-        if !base.path().ends_with('/') {
-            let p = format!("{}/", base.path());
-            base.set_path(&p);
-        }
+        let base = crate::notify::api_base(url).map_err(MilvusError::Url)?;
         let token = token.trim();
         if token.is_empty() {
             return Err(MilvusError::EmptyToken);

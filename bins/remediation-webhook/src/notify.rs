@@ -38,12 +38,7 @@ impl HttpNotifier {
     /// A notifier posting to `url`, each request limited to `timeout`, so that a hung
     /// receiver cannot hold an escalation forever.
     pub fn new(url: &str, timeout: Duration) -> Result<Self, NotifyError> {
-        let url = Url::parse(url).map_err(|e| NotifyError::Url(e.to_string()))?;
-        if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
-            return Err(NotifyError::Url(format!(
-                "{url}: scheme must be http or https"
-            )));
-        }
+        let url = http_url(url).map_err(NotifyError::Url)?;
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .build()
@@ -105,6 +100,28 @@ impl Notifier for HttpNotifier {
         let message = format!("{receiver} answered HTTP {}", status.as_u16());
         Err(http_failure(BACKEND, status, message))
     }
+}
+
+/// `text` as an http(s) URL with a host: the one check every outbound client of this
+/// crate makes on its configured address (a `file:` or host-less URL is a config error,
+/// not a request that fails later).
+pub(crate) fn http_url(text: &str) -> Result<Url, String> {
+    let url = Url::parse(text).map_err(|e| format!("{text}: {e}"))?;
+    if !matches!(url.scheme(), "http" | "https") || url.host_str().is_none() {
+        return Err(format!("{url}: scheme must be http or https"));
+    }
+    Ok(url)
+}
+
+/// [`http_url`] for an API base that paths are joined to: a trailing `/` is added, so
+/// that a base with a sub-path (`https://host/gitea`) keeps it when joined.
+pub(crate) fn api_base(text: &str) -> Result<Url, String> {
+    let mut base = http_url(text)?;
+    if !base.path().ends_with('/') {
+        let p = format!("{}/", base.path());
+        base.set_path(&p);
+    }
+    Ok(base)
 }
 
 /// The port error for a non-success HTTP answer: a client error other than 429 needs a

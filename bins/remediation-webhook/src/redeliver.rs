@@ -68,13 +68,9 @@ fn fill(template: &str, namespace: &str, name: &str) -> Result<String, Redeliver
 /// What is wrong with it.
 pub fn check_template(template: &str) -> Result<(), RedeliverError> {
     let url = fill(template, "ns", "hook")?;
-    let parsed = Url::parse(&url).map_err(|e| RedeliverError::Url(format!("{url}: {e}")))?;
-    if !matches!(parsed.scheme(), "http" | "https") || parsed.host_str().is_none() {
-        return Err(RedeliverError::Url(format!(
-            "{url}: scheme must be http or https"
-        )));
-    }
-    Ok(())
+    crate::notify::http_url(&url)
+        .map(drop)
+        .map_err(RedeliverError::Url)
 }
 
 /// A label value safe to put into a host or a path segment.
