@@ -216,3 +216,128 @@ pub async fn executors(cfg: &Config, clock: &Arc<dyn Clock>) -> anyhow::Result<E
     crate::platform::add_app_executors(&mut ex, cfg.milvus.as_ref(), cfg.redeliver.as_ref())?;
     Ok(ex)
 }
+
+#[cfg(test)]
+mod tests {
+    //! The file-reading half of the wiring: what an operator's files turn into, and what
+    //! a wrong path or a broken file says.
+    use super::*;
+    use sre_core::config::{EnvOverrides, Format, load};
+
+    fn config(text: &str) -> Config {
+        load::<crate::config::RawConfig>(
+            &Source::Text {
+                name: "webhook.yaml".into(),
+                text: text.into(),
+                format: Format::Yaml,
+            },
+            &EnvOverrides::with_prefix(crate::config::ENV_PREFIX),
+            std::iter::empty(),
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    fn names(book: &RuleBook) -> Vec<String> {
+        book.rules()
+            .rules()
+            .iter()
+            .map(|r| r.name.clone())
+            .collect()
+    }
+
+    #[test]
+    fn the_token_file_is_read_and_trimmed_and_a_missing_one_names_its_path() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let file = dir.path().join("token");
+        std::fs::write(&file, "s3cret-token\n").expect("write");
+        let cfg = config(&format!("token_file: '{}'", file.display()));
+        let token = read_token(&cfg).expect("token");
+        assert_eq!(
+            token.expose(),
+            b"s3cret-token",
+            "the trailing newline is not part of it"
+        );
+
+        std::fs::write(&file, "\n").expect("write");
+        let err = read_token(&cfg).expect_err("empty");
+        assert!(format!("{err:#}").contains("empty"), "{err:#}");
+
+        let missing = config(&format!(
+            "token_file: '{}'",
+            dir.path().join("nope").display()
+        ));
+        let err = read_token(&missing).expect_err("missing");
+        assert!(format!("{err:#}").contains("nope"), "{err:#}");
+    }
+
+    #[test]
+    fn a_rules_file_replaces_the_builtins_and_runbook_files_go_ahead_of_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let rules = dir.path().join("rules.yaml");
+        std::fs::write(
+            &rules,
+            "rules:
+  - name: site/high-memory
+    alert: HighMemoryUsage
+    action: {kind: notify, channel: platform}
+    target: {kind: deployment, namespace: \"${namespace}\", name: \"${deployment}\"}
+    verify: {query: 'up == 0', expect: empty, timeout: 1m}
+",
+        )
+        .expect("write");
+        let runbook = dir.path().join("sealed.yaml");
+        std::fs::write(
+            &runbook,
+            "apiVersion: catalyst.openova.io/v1alpha1
+kind: Runbook
+metadata: {name: openbao-sealed, namespace: catalyst-system}
+spec:
+  triggers: [{alertName: OpenBaoSealed}]
+  steps:
+    - run: openbao operator unseal --auto-shamir
+  target: {kind: openbao, namespace: catalyst-system, name: openbao-0}
+  verify: {query: 'vault_core_unsealed == 0', expect: empty, timeout: 2m}
+",
+        )
+        .expect("write");
+        let cfg = config(&format!(
+            "rules_file: '{}'\nrunbook_files: ['{}']",
+            rules.display(),
+            runbook.display()
+        ));
+        let book = read_rule_book(&cfg).unwrap_or_else(|e| panic!("{e:#}"));
+        assert_eq!(
+            names(&book),
+            ["runbook/catalyst-system/openbao-sealed", "site/high-memory"],
+            "the file replaces the 21 built-in rules; the Runbook goes first"
+        );
+
+        // Without a rules file: the built-ins, still behind the Runbook.
+        let cfg = config(&format!("runbook_files: ['{}']", runbook.display()));
+        let book = read_rule_book(&cfg).unwrap_or_else(|e| panic!("{e:#}"));
+        let all = names(&book);
+        assert_eq!(all[0], "runbook/catalyst-system/openbao-sealed");
+        assert!(all.len() > 20, "{all:?}");
+
+        // A Runbook with an unknown step kind fails at startup with its file and path.
+        std::fs::write(
+            &runbook,
+            "apiVersion: catalyst.openova.io/v1alpha1
+kind: Runbook
+metadata: {name: bad, namespace: ns}
+spec:
+  triggers: [{alertName: OpenBaoSealed}]
+  steps: [{reboot: now}]
+",
+        )
+        .expect("write");
+        let err = read_rule_book(&cfg).expect_err("invalid runbook");
+        let text = format!("{err:#}");
+        assert!(text.contains("sealed.yaml"), "{text}");
+        assert!(text.contains("spec.steps[0]"), "{text}");
+
+        let cfg = config("runbook_files: [/nonexistent/runbook.yaml]");
+        let err = read_rule_book(&cfg).expect_err("missing");
+        assert!(format!("{err:#}").contains("/nonexistent/runbook.yaml"));
+    }
+}
