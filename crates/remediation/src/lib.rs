@@ -24,4 +24,7 @@ pub mod verify;
 /// redelivery were the last) next to the payload model, rules, engine, verification,
 /// Runbook CRDs with `PromQL` preconditions, the spend source of the budget gate and the
 /// webhook's remediate -> verify -> rollback -> escalate loop.
-pub const STATUS: &str = "working";
+pub const STATUS: &str = "working: Alertmanager v4 webhook, the handbook's 21 rules as data + \
+     Runbook CRDs, engine (dedupe, cooldown, blast radius, budget gate, escalation), an executor \
+     for every built-in action (kube workloads, OpenBao unseal, JetStream, Gitea dispatch, Milvus \
+     index rebuild, webhook redelivery, notify), PromQL verify, rollback, evidence";
