@@ -22,6 +22,10 @@
 //!   undecryptable). A dropped pending version is the newest one, which transit cannot
 //!   disable and which may already wrap data keys: it is left as it is.
 //!
+//! Every KV read and write of the target (data keys, cursor) goes through one
+//! `SecretStore`, replaceable with [`KmsRewrapTarget::with_store`]: the crash tests
+//! wrap it in a fault injector so that the real install stops after k of n data keys.
+//!
 //! Limitation: the first rotation has no previous KV version, so the master key
 //! versions older than it stay decryptable until the second rotation retires its
 //! predecessor (or an operator raises `min_decryption_version`).
@@ -36,17 +40,20 @@ use async_trait::async_trait;
 use rustify::endpoint::Endpoint;
 use rustify::enums::{RequestMethod, RequestType, ResponseType};
 use sre_core::PortError;
-use sre_core::ports::SecretData;
+use sre_core::ports::{SecretData, SecretStore};
 use sre_rotation::config::TargetSpec;
 use sre_rotation::rewrap::{self, RewrapProgress, RewrapStep};
 use sre_rotation::{CredentialTarget, Verification};
 use std::fmt;
+use std::sync::Arc;
 use vaultrs::client::VaultClient;
 
 /// A KMS master key and its data keys as a rotation target.
 pub struct KmsRewrapTarget {
     keys: BaoKeyring,
-    store: BaoSecretStore,
+    store: Arc<dyn SecretStore>,
+    /// The KV mount of the data keys, for the raw listing (the port cannot list).
+    kv_mount: String,
     client: VaultClient,
     key: String,
     data_keys_path: String,
@@ -96,9 +103,11 @@ impl KmsRewrapTarget {
         key: impl Into<String>,
         data_keys_path: &str,
     ) -> Result<Self, crate::Error> {
+        let store = BaoSecretStore::new(bao)?;
         Ok(Self {
             keys: BaoKeyring::new(bao, transit_mount)?,
-            store: BaoSecretStore::new(bao)?,
+            kv_mount: store.mount().to_owned(),
+            store: Arc::new(store),
             client: client::build(bao)?,
             key: key.into(),
             data_keys_path: data_keys_path.trim_matches('/').to_owned(),
@@ -117,11 +126,26 @@ impl KmsRewrapTarget {
         }
     }
 
+    /// Sends every KV read and write of this target (the data keys and the re-wrap
+    /// cursor) through `store` instead of the plain KV v2 client `new` made.
+    ///
+    /// Why it exists: it is the seam through which a wrapper sees each write of the
+    /// real install, e.g. `testing::FaultyStore`, which makes install stop after k of
+    /// n data keys so that the crash tests exercise the production re-wrap loop rather
+    /// than a copy of it. The re-wrap logic is the same either way. `store` must be a
+    /// view of the same KV mount of the same server: the data keys are still listed
+    /// there directly, since the `SecretStore` port has no listing.
+    #[must_use]
+    pub fn with_store(mut self, store: Arc<dyn SecretStore>) -> Self {
+        self.store = store;
+        self
+    }
+
     fn env(&self) -> Envelope<'_> {
         Envelope {
             keys: &self.keys,
             master_key: &self.key,
-            store: &self.store,
+            store: &*self.store,
             progress_path: &self.data_keys_path,
         }
     }
@@ -129,7 +153,7 @@ impl KmsRewrapTarget {
     /// The KV paths of the data keys (one level under the folder; sub-folders are not
     /// data keys), sorted, as the re-wrap cursor needs.
     pub async fn data_keys(&self) -> Result<Vec<String>, PortError> {
-        let what = format!("{}/metadata/{}", self.store.mount(), self.data_keys_path);
+        let what = format!("{}/metadata/{}", self.kv_mount, self.data_keys_path);
         let answer = vaultrs::api::exec_with_no_result(&self.client, List(what.clone())).await;
         let env = match answer {
             Ok(env) => env,
@@ -160,7 +184,7 @@ impl KmsRewrapTarget {
     /// The first data key wrapped by a version below `min`, if any.
     async fn first_below(&self, min: u64) -> Result<Option<(String, u64)>, PortError> {
         for id in self.data_keys().await? {
-            let ct = envelope::ciphertext(&self.store, &id).await?;
+            let ct = envelope::ciphertext(&*self.store, &id).await?;
             let v = signature_version(&ct)
                 .ok_or_else(|| corrupt(format!("data key {id} is not a transit ciphertext")))?;
             if v < min {
@@ -226,7 +250,7 @@ impl CredentialTarget for KmsRewrapTarget {
             });
         }
         for id in self.data_keys().await? {
-            let ct = envelope::ciphertext(&self.store, &id).await?;
+            let ct = envelope::ciphertext(&*self.store, &id).await?;
             match self.keys.decrypt(&self.key, &ct).await {
                 Ok(_) => {}
                 Err(PortError::Rejected { message, .. }) => {

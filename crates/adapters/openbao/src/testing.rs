@@ -3,16 +3,19 @@
 //! The shared test server (`cargo xtask services up`) must never be sealed or stopped:
 //! every other test uses it. A test that needs OpenBao sealed, unsealed again or gone
 //! spawns a private `bao server -dev` here instead. The database-engine fixture that the
-//! adapter, rotation and controller tests share lives here too. This is test code: it
-//! panics with a message that says what is missing rather than returning errors.
+//! adapter, rotation and controller tests share lives here too, and [`FaultyStore`], a
+//! `SecretStore` wrapper that makes the code using it crash at a chosen call. This is
+//! test code: it panics with a message that says what is missing rather than returning
+//! errors.
 
 use crate::{BaoConfig, BaoDatabase, BaoSecretStore, DynamicRole, PostgresConnection};
 use sre_core::PortError;
-use sre_core::ports::{SecretMetadata, SecretStore};
+use sre_core::ports::{SecretData, SecretMetadata, SecretStore, SecretValue};
 use sre_core::testing::test_env;
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
+use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use vaultrs::client::{VaultClient, VaultClientSettingsBuilder};
 
@@ -302,4 +305,195 @@ pub async fn dynamic_db_engine(tag: &str) -> BaoDatabase {
     .await
     .expect("configure the database engine (mount, connection, role)");
     db
+}
+
+/// A [`SecretStore`] call, as [`FaultyStore`] counts and logs them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreOp {
+    /// `read`.
+    Read,
+    /// `write`.
+    Write,
+    /// `metadata`.
+    Metadata,
+    /// `set_custom_metadata`.
+    SetCustomMetadata,
+    /// `destroy_versions`.
+    DestroyVersions,
+}
+
+/// A [`SecretStore`] over `inner` that makes whatever uses it crash at a chosen call:
+/// the `nth` call (1-based) of one [`StoreOp`] and every call after it, of any kind,
+/// fail with a retryable `PortError::Unavailable` without reaching `inner`, so nothing
+/// after that point is persisted, as if the process had died there. Calls before it
+/// pass through. Either way it logs each call that reached `inner` and succeeded, so a
+/// test can tell exactly what was written.
+pub struct FaultyStore<S> {
+    inner: S,
+    crash_at: Option<(StoreOp, u32)>,
+    state: Mutex<FaultState>,
+}
+
+#[derive(Default)]
+struct FaultState {
+    seen: u32,
+    crashed: bool,
+    log: Vec<(StoreOp, String)>,
+}
+
+impl<S> std::fmt::Debug for FaultyStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FaultyStore")
+            .field("crash_at", &self.crash_at)
+            .field("crashed", &self.lock().crashed)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S> FaultyStore<S> {
+    /// Passes every call through to `inner` (and logs it) until [`Self::crash_at`].
+    #[must_use]
+    pub fn new(inner: S) -> Self {
+        Self {
+            inner,
+            crash_at: None,
+            state: Mutex::default(),
+        }
+    }
+
+    /// Crashes at the `nth` call (1-based) of `op`.
+    #[must_use]
+    pub fn crash_at(mut self, op: StoreOp, nth: u32) -> Self {
+        self.crash_at = Some((op, nth));
+        self
+    }
+
+    /// Whether the crash has happened.
+    #[must_use]
+    pub fn crashed(&self) -> bool {
+        self.lock().crashed
+    }
+
+    /// The calls that reached the inner store and succeeded, in order, with their path.
+    #[must_use]
+    pub fn log(&self) -> Vec<(StoreOp, String)> {
+        self.lock().log.clone()
+    }
+
+    /// The paths of the successful `write`s, in order.
+    #[must_use]
+    pub fn written(&self) -> Vec<String> {
+        self.lock()
+            .log
+            .iter()
+            .filter(|(op, _)| *op == StoreOp::Write)
+            .map(|(_, p)| p.clone())
+            .collect()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, FaultState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Counts the call; `Err` from the crash on.
+    fn enter(&self, op: StoreOp, path: &str) -> Result<(), PortError> {
+        let mut s = self.lock();
+        if !s.crashed
+            && let Some((at, nth)) = self.crash_at
+            && at == op
+        {
+            s.seen += 1;
+            s.crashed = s.seen >= nth;
+        }
+        if s.crashed {
+            return Err(PortError::Unavailable {
+                backend: crate::error::BACKEND,
+                message: format!("injected crash: {op:?} {path} and everything after it"),
+            });
+        }
+        Ok(())
+    }
+
+    fn done<T>(&self, op: StoreOp, path: &str, r: Result<T, PortError>) -> Result<T, PortError> {
+        if r.is_ok() {
+            self.lock().log.push((op, path.to_owned()));
+        }
+        r
+    }
+}
+
+#[async_trait::async_trait]
+impl<S: SecretStore> SecretStore for FaultyStore<S> {
+    async fn read(
+        &self,
+        path: &str,
+        version: Option<u64>,
+    ) -> Result<Option<SecretValue>, PortError> {
+        self.enter(StoreOp::Read, path)?;
+        let r = self.inner.read(path, version).await;
+        self.done(StoreOp::Read, path, r)
+    }
+
+    async fn write(
+        &self,
+        path: &str,
+        data: &SecretData,
+        cas: Option<u64>,
+    ) -> Result<u64, PortError> {
+        self.enter(StoreOp::Write, path)?;
+        let r = self.inner.write(path, data, cas).await;
+        self.done(StoreOp::Write, path, r)
+    }
+
+    async fn metadata(&self, path: &str) -> Result<Option<SecretMetadata>, PortError> {
+        self.enter(StoreOp::Metadata, path)?;
+        let r = self.inner.metadata(path).await;
+        self.done(StoreOp::Metadata, path, r)
+    }
+
+    async fn set_custom_metadata(
+        &self,
+        path: &str,
+        custom: &BTreeMap<String, String>,
+    ) -> Result<(), PortError> {
+        self.enter(StoreOp::SetCustomMetadata, path)?;
+        let r = self.inner.set_custom_metadata(path, custom).await;
+        self.done(StoreOp::SetCustomMetadata, path, r)
+    }
+
+    async fn destroy_versions(&self, path: &str, versions: &[u64]) -> Result<(), PortError> {
+        self.enter(StoreOp::DestroyVersions, path)?;
+        let r = self.inner.destroy_versions(path, versions).await;
+        self.done(StoreOp::DestroyVersions, path, r)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sre_core::testing::MemSecretStore;
+
+    #[tokio::test]
+    async fn faulty_store_crashes_at_the_nth_call_and_stays_down() {
+        let s = FaultyStore::new(MemSecretStore::new()).crash_at(StoreOp::Write, 2);
+        let d = SecretData::from_pairs([("k", "v")]);
+        assert_eq!(s.write("a", &d, None).await, Ok(1));
+        assert!(s.read("a", None).await.is_ok_and(|v| v.is_some()));
+        assert!(!s.crashed());
+        let e = s.write("b", &d, None).await;
+        assert!(matches!(&e, Err(e) if e.is_retryable()), "{e:?}");
+        assert!(s.crashed());
+        // Down for good, every kind of call, and nothing more reaches the store.
+        assert!(s.read("a", None).await.is_err());
+        assert!(s.metadata("a").await.is_err());
+        assert_eq!(s.written(), ["a"]);
+        assert_eq!(
+            s.log(),
+            [
+                (StoreOp::Write, "a".to_owned()),
+                (StoreOp::Read, "a".to_owned())
+            ]
+        );
+        assert_eq!(s.inner.read("b", None).await, Ok(None));
+    }
 }

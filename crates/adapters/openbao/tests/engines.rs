@@ -613,21 +613,91 @@ async fn unseal_submits_attested_shares_only_when_sealed_and_enough() {
     drop(bao);
 }
 
-/// `KmsRewrapTarget` through the real state machine on the real OpenBao: the first
-/// rotation re-wraps every data key to the new master version (install), a crash in the
-/// middle of the second rotation's re-wrap resumes with the keys not yet done, and the
-/// old version is refused only when the previous KV version is retired after the overlap.
+/// Where the injected crash stops the real `KmsRewrapTarget::install` of the second
+/// rotation. Install re-wraps `dk0`, `dk1`, `dk2` in that order, writing each and then
+/// saving the cursor (folder custom metadata) after it; the target's KV goes through a
+/// `FaultyStore` that fails the `nth` call of `op` and every call after it.
+struct Crash {
+    op: sre_adapter_openbao::testing::StoreOp,
+    nth: u32,
+    /// Data keys re-wrapped and written before the crash.
+    written: usize,
+    /// Data keys the persisted cursor counts as done: fewer than `written` when the
+    /// crash falls between a key's write and its cursor save.
+    cursor: usize,
+}
+
+/// k = 1 of n = 3: the crash hits the second data key's write.
 #[tokio::test]
-#[allow(clippy::too_many_lines)] // one scenario, two rotations and a crash, read in order
 async fn kms_master_key_rotates_through_the_state_machine_and_resumes_a_crashed_rewrap() {
+    use sre_adapter_openbao::testing::StoreOp;
+    kms_crash_and_resume(Crash {
+        op: StoreOp::Write,
+        nth: 2,
+        written: 1,
+        cursor: 1,
+    })
+    .await;
+}
+
+/// k = 0: the crash hits the first data key's write, after the cursor was started.
+#[tokio::test]
+async fn kms_master_key_rewrap_crashed_before_the_first_key_resumes_from_the_first() {
+    use sre_adapter_openbao::testing::StoreOp;
+    kms_crash_and_resume(Crash {
+        op: StoreOp::Write,
+        nth: 1,
+        written: 0,
+        cursor: 0,
+    })
+    .await;
+}
+
+/// k = n - 1: the crash hits the last data key's write.
+#[tokio::test]
+async fn kms_master_key_rewrap_crashed_at_the_last_key_resumes_with_it() {
+    use sre_adapter_openbao::testing::StoreOp;
+    kms_crash_and_resume(Crash {
+        op: StoreOp::Write,
+        nth: 3,
+        written: 2,
+        cursor: 2,
+    })
+    .await;
+}
+
+/// The crash hits the cursor save after `dk0` was written (the second
+/// `set_custom_metadata`; the first starts the cursor): the resume re-wraps `dk0`
+/// once more, which is harmless (it stays at the new version, same plaintext).
+#[tokio::test]
+async fn kms_master_key_rewrap_crashed_before_a_cursor_save_rewraps_that_key_again_harmlessly() {
+    use sre_adapter_openbao::testing::StoreOp;
+    kms_crash_and_resume(Crash {
+        op: StoreOp::SetCustomMetadata,
+        nth: 2,
+        written: 1,
+        cursor: 0,
+    })
+    .await;
+}
+
+/// `KmsRewrapTarget` through the real state machine on the real OpenBao: the first
+/// rotation re-wraps every data key to the new master version (install); in the second,
+/// a fault injected into the target's KV store makes the real install stop as
+/// [`Crash`] says, the state machine records a retryable failure (not an abort), and a
+/// fresh target (a restarted controller) resumes from the persisted cursor without
+/// re-wrapping the keys it records as done. The old version is retired only after the
+/// overlap.
+#[allow(clippy::too_many_lines)] // one scenario, two rotations and a crash, read in order
+async fn kms_crash_and_resume(crash: Crash) {
     use chrono::{DateTime, Utc};
-    use sre_adapter_openbao::{BaoSecretStore, KmsRewrapTarget, rewrap_progress};
-    use sre_core::ports::SecretStore;
+    use sre_adapter_openbao::KmsRewrapTarget;
+    use sre_adapter_openbao::testing::FaultyStore;
     use sre_rotation::config::TargetSpec;
     use sre_rotation::drive::{StopAt, drive};
     use sre_rotation::model::{ApprovalPolicy, Cadence, ManagedSecret, SecretClass};
     use sre_rotation::run::{Ports, step};
-    use sre_rotation::{CredentialTarget, Verification};
+    use sre_rotation::{CredentialTarget, Outcome, Phase, Verification};
 
     let (mount, keys, folder, plains) = kms_fixture().await;
     let store = BaoSecretStore::new(&shared_config()).expect("kv");
@@ -636,9 +706,13 @@ async fn kms_master_key_rotates_through_the_state_machine_and_resumes_a_crashed_
         key: "master".into(),
         data_keys_path: folder.clone(),
     };
-    let target = KmsRewrapTarget::from_spec(&shared_config(), &spec)
-        .expect("client")
-        .expect("a kms spec");
+    let new_target = || {
+        KmsRewrapTarget::from_spec(&shared_config(), &spec)
+            .expect("client")
+            .expect("a kms spec")
+    };
+    let dk = |i: usize| format!("{folder}/dk{i}");
+    let target = new_target();
     assert_eq!(target.data_keys().await.expect("list").len(), 3);
     // The approval gate is the plan's (tested elsewhere); this secret skips it.
     let secret = ManagedSecret {
@@ -660,15 +734,10 @@ async fn kms_master_key_rotates_through_the_state_machine_and_resumes_a_crashed_
         .await
         .expect("rotation 1");
     assert_eq!(r.state.current, Some(1));
-    assert!(
-        ciphertexts(&store, &folder)
-            .await
-            .iter()
-            .all(|c| c.starts_with("vault:v2:"))
-    );
+    let v2 = ciphertexts(&store, &folder).await;
+    assert!(v2.iter().all(|c| c.starts_with("vault:v2:")), "{v2:?}");
 
-    // Rotation 2, step by step: create the pending version, then "crash" inside the
-    // re-wrap by doing one data key by hand the way install does, and dropping the rest.
+    // Rotation 2: create the pending version (transit v3) ...
     let t1 = t0 + chrono::Duration::hours(1);
     let created = step(ports, &secret, None, t1).await.expect("create");
     assert_eq!(created.step.label(), "create_pending");
@@ -678,23 +747,70 @@ async fn kms_master_key_rotates_through_the_state_machine_and_resumes_a_crashed_
         .expect("read")
         .expect("pending");
     assert_eq!(pending.data.get("version"), Some("3"));
-    crash_after_the_first_key(&keys, &store, &folder).await;
-    let mid = ciphertexts(&store, &folder).await;
-    assert!(
-        mid[0].starts_with("vault:v3:") && mid[1].starts_with("vault:v2:"),
-        "{mid:?}"
+
+    // ... then install on a controller whose KV store "dies" at the chosen call.
+    let faulty = Arc::new(
+        FaultyStore::new(BaoSecretStore::new(&shared_config()).expect("kv"))
+            .crash_at(crash.op, crash.nth),
     );
-    // Not re-wrapped yet: the new version is refused by the test step.
-    let early = target.verify(&pending.data).await.expect("verify");
+    let crashing = new_target().with_store(faulty.clone());
+    let crashed = step(
+        Ports {
+            store: &store,
+            target: &crashing,
+        },
+        &secret,
+        None,
+        t1,
+    )
+    .await
+    .expect("the state machine records the failure");
+    assert_eq!(crashed.step.label(), "set_at_target");
+    assert!(faulty.crashed(), "the fault fired inside install");
     assert!(
-        matches!(&early, Verification::Refused { reason } if reason.contains("dk1")),
+        matches!(&crashed.outcome, Outcome::Failed { message } if message.contains("injected crash")),
+        "a crash is a retryable failure, not an abort: {:?}",
+        crashed.outcome
+    );
+    assert!(
+        matches!(crashed.state.phase, Phase::Pending { version: 2, .. }),
+        "{:?}",
+        crashed.state
+    );
+    assert_eq!(
+        faulty.written(),
+        (0..crash.written).map(dk).collect::<Vec<_>>(),
+        "install stopped after {} of 3 data keys",
+        crash.written
+    );
+    let mid = ciphertexts(&store, &folder).await;
+    for (i, ct) in mid.iter().enumerate() {
+        let want = if i < crash.written {
+            "vault:v3:"
+        } else {
+            "vault:v2:"
+        };
+        assert!(ct.starts_with(want), "dk{i}: {ct}");
+    }
+    let cursor = kms_cursor(&keys, &store, &folder)
+        .await
+        .expect("a re-wrap in flight");
+    assert_eq!(cursor.target_version, 3);
+    assert_eq!(cursor.done_through, crash.cursor.checked_sub(1).map(dk));
+    // Not all re-wrapped yet: the new version is refused by the test step.
+    let early = target.verify(&pending.data).await.expect("verify");
+    let first_left = dk(crash.written);
+    assert!(
+        matches!(&early, Verification::Refused { reason } if reason.contains(&first_left)),
         "{early:?}"
     );
 
-    // A fresh target (a restarted controller) resumes: dk0 is not touched again.
-    let target2 = KmsRewrapTarget::from_spec(&shared_config(), &spec)
-        .expect("client")
-        .expect("a kms spec");
+    // A fresh target (a restarted controller) resumes from the cursor; its store only
+    // logs, so the keys it re-wraps are exactly the ones after the cursor.
+    let logged = Arc::new(FaultyStore::new(
+        BaoSecretStore::new(&shared_config()).expect("kv"),
+    ));
+    let target2 = new_target().with_store(logged.clone());
     let ports2 = Ports {
         store: &store,
         target: &target2,
@@ -704,30 +820,51 @@ async fn kms_master_key_rotates_through_the_state_machine_and_resumes_a_crashed_
         .expect("rotation 2");
     let labels: Vec<&str> = r.steps.iter().map(sre_rotation::Step::label).collect();
     assert_eq!(labels, ["set_at_target", "test_pending", "promote", "wait"]);
-    let after = ciphertexts(&store, &folder).await;
     assert_eq!(
-        after[0], mid[0],
-        "the key done before the crash is not re-wrapped again"
+        logged.written(),
+        (crash.cursor..3).map(dk).collect::<Vec<_>>(),
+        "the resume starts after the cursor"
     );
+    let after = ciphertexts(&store, &folder).await;
+    for i in 0..3 {
+        assert!(after[i].starts_with("vault:v3:"), "dk{i}: {}", after[i]);
+        assert_eq!(
+            keys.decrypt("master", &after[i]).await.expect("decrypt"),
+            plains[i],
+            "dk{i} unwraps to the same data key"
+        );
+        if i < crash.cursor {
+            assert_eq!(
+                after[i], mid[i],
+                "dk{i} was done before the crash: untouched"
+            );
+        }
+    }
     assert!(
-        after.iter().all(|c| c.starts_with("vault:v3:")),
-        "{after:?}"
-    );
-    assert!(
-        rewrap_progress(sre_adapter_openbao::Envelope {
-            keys: &keys,
-            master_key: "master",
-            store: &store,
-            progress_path: &folder,
-        })
-        .await
-        .expect("progress")
-        .is_none(),
+        kms_cursor(&keys, &store, &folder).await.is_none(),
         "the cursor is cleared once every key is done"
     );
-    // Overlap: version 2 still decrypts; after it, the retirement cuts over.
+
+    // Overlap: version 2 still decrypts (a consumer may hold a v2 ciphertext) ...
+    let r = drive(
+        ports2,
+        &secret,
+        t1 + chrono::Duration::seconds(30),
+        StopAt::Quiet,
+    )
+    .await
+    .expect("inside the overlap");
+    let labels: Vec<&str> = r.steps.iter().map(sre_rotation::Step::label).collect();
+    assert_eq!(labels, ["wait"]);
     let info = keys.read("master").await.expect("read").expect("exists");
     assert_eq!(info.min_decryption_version, 1);
+    assert_eq!(
+        keys.decrypt("master", &v2[2])
+            .await
+            .expect("v2 during the overlap"),
+        plains[2]
+    );
+    // ... and after it the retirement cuts over.
     let r = drive(
         ports2,
         &secret,
@@ -747,13 +884,30 @@ async fn kms_master_key_rotates_through_the_state_machine_and_resumes_a_crashed_
         assert_eq!(&keys.decrypt("master", ct).await.expect("decrypt"), plain);
     }
     assert!(
-        keys.decrypt("master", &mid[1]).await.is_err(),
+        keys.decrypt("master", &v2[0]).await.is_err(),
         "a v2 ciphertext is refused"
     );
+    assert!(kms_cursor(&keys, &store, &folder).await.is_none());
     assert_eq!(
         target2.verify(&pending.data).await.expect("verify"),
         Verification::Accepted
     );
+}
+
+/// The persisted re-wrap cursor of `folder` (`None`: no re-wrap in flight).
+async fn kms_cursor(
+    keys: &sre_adapter_openbao::BaoKeyring,
+    store: &BaoSecretStore,
+    folder: &str,
+) -> Option<sre_rotation::rewrap::RewrapProgress> {
+    sre_adapter_openbao::rewrap_progress(sre_adapter_openbao::Envelope {
+        keys,
+        master_key: "master",
+        store,
+        progress_path: folder,
+    })
+    .await
+    .expect("progress")
 }
 
 /// `GeneratedTokenTarget` through the real state machine on the real OpenBao KV: each
@@ -848,53 +1002,6 @@ async fn token(store: &sre_adapter_openbao::BaoSecretStore, path: &str, v: u64) 
         .await
         .expect("read")
         .and_then(|s| s.data.get("token").map(str::to_owned))
-}
-
-/// What a controller that dies inside `install` leaves behind: `dk0` re-wrapped to the
-/// newest version and the cursor saying so, the other keys untouched.
-async fn crash_after_the_first_key(
-    keys: &sre_adapter_openbao::BaoKeyring,
-    store: &sre_adapter_openbao::BaoSecretStore,
-    folder: &str,
-) {
-    use sre_adapter_openbao::rewrap_progress;
-    use sre_core::ports::{SecretData, SecretStore};
-    // A first controller re-wraps dk0 and dies: the cursor says so.
-    let env = sre_adapter_openbao::Envelope {
-        keys,
-        master_key: "master",
-        store,
-        progress_path: folder,
-    };
-    let first = format!("{folder}/dk0");
-    let ct = ciphertexts(store, folder).await.remove(0);
-    let new = keys.rewrap("master", &ct).await.expect("rewrap");
-    store
-        .write(&first, &SecretData::from_pairs([("ciphertext", new)]), None)
-        .await
-        .expect("write");
-    let mut custom = store
-        .metadata(folder)
-        .await
-        .expect("meta")
-        .map(|m| m.custom)
-        .unwrap_or_default();
-    sre_rotation::rewrap::encode(
-        Some(&sre_rotation::rewrap::RewrapProgress {
-            target_version: 3,
-            done_through: Some(first.clone()),
-        }),
-        &mut custom,
-    );
-    store
-        .set_custom_metadata(folder, &custom)
-        .await
-        .expect("save cursor");
-    let p = rewrap_progress(env)
-        .await
-        .expect("progress")
-        .expect("in flight");
-    assert_eq!(p.done_through.as_deref(), Some(first.as_str()));
 }
 
 /// A transit master key at a mount of its own and three data keys wrapped by its
