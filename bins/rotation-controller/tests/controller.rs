@@ -35,6 +35,32 @@ impl Drop for Running {
     }
 }
 
+/// Starts the controller binary on `config` (no token or `RUST_LOG` from outside) and
+/// drains its stderr on a thread while it runs: an unread pipe fills up and blocks the
+/// controller on its next log line. Join the thread after the process ended for the logs.
+fn start(config: &std::path::Path) -> (Running, Option<std::thread::JoinHandle<String>>) {
+    let mut child = Running(
+        Command::new(env!("CARGO_BIN_EXE_rotation-controller"))
+            .arg("--config")
+            .arg(config)
+            .env_remove("SRE_ROTATION_BAO_TOKEN")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start rotation-controller"),
+    );
+    let drained = child.0.stderr.take().map(|mut err| {
+        std::thread::spawn(move || {
+            use std::io::Read as _;
+            let mut logs = String::new();
+            let _ = err.read_to_string(&mut logs);
+            logs
+        })
+    });
+    (child, drained)
+}
+
 /// The value of the sample whose line starts with `prefix`, if present.
 fn sample(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
@@ -103,27 +129,7 @@ certificates:
         ),
     )
     .expect("config");
-    let mut child = Running(
-        Command::new(env!("CARGO_BIN_EXE_rotation-controller"))
-            .arg("--config")
-            .arg(&config)
-            .env_remove("SRE_ROTATION_BAO_TOKEN")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start rotation-controller"),
-    );
-    // Drain stderr while the controller runs: an unread pipe fills up and blocks the
-    // controller on its next log line.
-    let drained = child.0.stderr.take().map(|mut err| {
-        std::thread::spawn(move || {
-            use std::io::Read as _;
-            let mut logs = String::new();
-            let _ = err.read_to_string(&mut logs);
-            logs
-        })
-    });
+    let (mut child, drained) = start(&config);
 
     let http = reqwest::Client::new();
     let url = format!("http://127.0.0.1:{port}");
@@ -380,25 +386,7 @@ targets:
         ),
     )
     .expect("config");
-    let mut child = Running(
-        Command::new(env!("CARGO_BIN_EXE_rotation-controller"))
-            .arg("--config")
-            .arg(&config)
-            .env_remove("SRE_ROTATION_BAO_TOKEN")
-            .env_remove("RUST_LOG")
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("start rotation-controller"),
-    );
-    let drained = child.0.stderr.take().map(|mut err| {
-        std::thread::spawn(move || {
-            use std::io::Read as _;
-            let mut logs = String::new();
-            let _ = err.read_to_string(&mut logs);
-            logs
-        })
-    });
+    let (mut child, drained) = start(&config);
     let url = format!("http://127.0.0.1:{port}");
     let failed = "sre_rotation_engine_setups_total{secret=\"billing-db\",result=\"failed\"} ";
     let text = metrics_until(&url, Duration::from_secs(30), |t| {
