@@ -61,6 +61,37 @@ fn start(config: &std::path::Path) -> (Running, Option<std::thread::JoinHandle<S
     (child, drained)
 }
 
+/// Sends SIGTERM, waits (at most 20 s) for the controller to exit and returns its exit
+/// status (`None`: still running at the deadline) with everything it logged.
+async fn terminate(
+    child: &mut Running,
+    drained: Option<std::thread::JoinHandle<String>>,
+) -> (Option<std::process::ExitStatus>, String) {
+    let pid = child.0.id().to_string();
+    let killed = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.0.try_wait().expect("wait") {
+            break Some(s);
+        }
+        if Instant::now() > deadline {
+            // Kill it so that the stderr pipe closes and the drain thread ends.
+            let _ = child.0.kill();
+            let _ = child.0.wait();
+            break None;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    (
+        status,
+        drained.and_then(|t| t.join().ok()).unwrap_or_default(),
+    )
+}
+
 /// The value of the sample whose line starts with `prefix`, if present.
 fn sample(text: &str, prefix: &str) -> Option<f64> {
     text.lines()
@@ -268,23 +299,7 @@ certificates:
     );
 
     // Graceful shutdown on SIGTERM: exit 0, bounded.
-    let pid = child.0.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(s) = child.0.try_wait().expect("wait") {
-            break Some(s);
-        }
-        if Instant::now() > deadline {
-            break None;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    let logs = drained.and_then(|t| t.join().ok()).unwrap_or_default();
+    let (status, logs) = terminate(&mut child, drained).await;
     assert!(
         status.is_some_and(|s| s.success()),
         "exit {status:?}:\n{logs}"
@@ -473,17 +488,7 @@ targets:
         Ok(Verification::Accepted)
     );
 
-    let pid = child.0.id().to_string();
-    let killed = Command::new("kill")
-        .args(["-TERM", &pid])
-        .status()
-        .expect("kill");
-    assert!(killed.success());
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while child.0.try_wait().expect("wait").is_none() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    let logs = drained.and_then(|t| t.join().ok()).unwrap_or_default();
+    let (_, logs) = terminate(&mut child, drained).await;
     assert!(
         logs.contains("database engine not configured") && logs.contains("pg-admin"),
         "the failure is logged, naming the file:\n{logs}"
